@@ -1,0 +1,1 @@
+//! kube-event-pipe library.
