@@ -1,1 +1,8 @@
-//! kube-event-pipe library.
+//! kube-event-pipe: watch every Kubernetes Event, drop the ones already written, append the
+//! rest as JSON lines. The binary is a thin shell around this library so that tests and
+//! benchmarks drive the same code.
+
+pub mod app;
+pub mod config;
+pub mod exit;
+pub mod logging;

@@ -1,0 +1,149 @@
+//! The configuration keys, in the four spellings an operator may use.
+
+/// One configuration key: its TOML name; the environment variable and the flag follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key {
+    pub toml: &'static str,
+    pub default_text: &'static str,
+    pub help: &'static str,
+}
+
+impl Key {
+    pub fn env_var(&self) -> String {
+        format!("KUBE_EVENT_PIPE_{}", self.toml.to_ascii_uppercase())
+    }
+
+    pub fn flag(&self) -> String {
+        format!("--{}", self.toml.replace('_', "-"))
+    }
+}
+
+pub const DESTINATION: Key = Key {
+    toml: "destination",
+    default_text: "-",
+    help: "file to append events to, `-` for stdout",
+};
+pub const LOG_LEVEL: Key = Key {
+    toml: "log_level",
+    default_text: "INFO",
+    help: "TRACE, DEBUG, INFO, WARNING (WARN), ERROR or CRITICAL, any case",
+};
+pub const PERSISTENCE_PATH: Key = Key {
+    toml: "persistence_path",
+    default_text: ".",
+    help: "directory holding the bloom filter files and the saved resourceVersion",
+};
+pub const FILTER_CAPACITY: Key = Key {
+    toml: "filter_capacity",
+    default_text: "1_000_000",
+    help: "identities one filter file holds before a new one is started",
+};
+pub const FILTER_ERROR_RATE: Key = Key {
+    toml: "filter_error_rate",
+    default_text: "0.01",
+    help: "bound on the probability that a new event is taken for a repeat, for the whole set",
+};
+pub const BATCH_COUNT: Key = Key {
+    toml: "batch_count",
+    default_text: "3",
+    help: "number of rotated filter files kept",
+};
+pub const BATCH_DURATION_SEC: Key = Key {
+    toml: "batch_duration_sec",
+    default_text: "3600",
+    help: "seconds between filter rotations",
+};
+pub const KUBECONFIG: Key = Key {
+    toml: "kubeconfig",
+    default_text: "",
+    help: "kubeconfig file (else KUBECONFIG, ~/.kube/config, then in-cluster)",
+};
+pub const CONTEXT: Key = Key {
+    toml: "context",
+    default_text: "",
+    help: "kubeconfig context (else the kubeconfig's current context)",
+};
+pub const LOG_TARGET: Key = Key {
+    toml: "log_target",
+    default_text: "auto",
+    help: "auto, journald or stderr",
+};
+pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
+    toml: "watch_idle_timeout_sec",
+    default_text: "300",
+    help: "seconds a watch may deliver nothing before it is torn down and resumed",
+};
+
+pub const ALL: &[Key] = &[
+    DESTINATION,
+    LOG_LEVEL,
+    PERSISTENCE_PATH,
+    FILTER_CAPACITY,
+    FILTER_ERROR_RATE,
+    BATCH_COUNT,
+    BATCH_DURATION_SEC,
+    KUBECONFIG,
+    CONTEXT,
+    LOG_TARGET,
+    WATCH_IDLE_TIMEOUT_SEC,
+];
+
+/// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.
+pub fn nearest(candidates: impl IntoIterator<Item = String>, wrong: &str) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&c, wrong), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> impl Iterator<Item = String> {
+        ALL.iter().map(|k| k.toml.to_string())
+    }
+
+    #[test]
+    fn suggests_the_key_a_typo_meant() {
+        assert_eq!(
+            nearest(names(), "batch_cuont").as_deref(),
+            Some("batch_count")
+        );
+        assert_eq!(
+            nearest(names(), "destinaton").as_deref(),
+            Some("destination")
+        );
+        assert_eq!(nearest(names(), "loglevel").as_deref(), Some("log_level"));
+    }
+
+    #[test]
+    fn suggests_nothing_for_an_unrelated_word() {
+        assert_eq!(nearest(names(), "colour"), None);
+    }
+
+    #[test]
+    fn env_and_flag_spellings_follow_the_toml_key() {
+        assert_eq!(
+            BATCH_DURATION_SEC.env_var(),
+            "KUBE_EVENT_PIPE_BATCH_DURATION_SEC"
+        );
+        assert_eq!(BATCH_DURATION_SEC.flag(), "--batch-duration-sec");
+    }
+}

@@ -1,0 +1,300 @@
+//! The checked, typed settings the daemon runs with, each remembering its origin.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tracing::level_filters::LevelFilter;
+
+use super::error::ConfigError;
+use super::file::FileChoice;
+use super::keys::{self, Key};
+use super::source::{Origin, RawValue, Setting};
+use super::values;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Stdout,
+    Path(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    Auto,
+    Journald,
+    Stderr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub destination: Setting<Destination>,
+    pub log_level: Setting<LevelFilter>,
+    pub persistence_path: Setting<PathBuf>,
+    pub filter_capacity: Setting<u64>,
+    pub filter_error_rate: Setting<f64>,
+    pub batch_count: Setting<u32>,
+    pub batch_duration: Setting<Duration>,
+    /// None: kubectl's resolution (KUBECONFIG, ~/.kube/config), then in-cluster.
+    pub kubeconfig: Option<Setting<PathBuf>>,
+    /// None: the kubeconfig's current context.
+    pub context: Option<Setting<String>>,
+    pub log_target: Setting<LogTarget>,
+    pub watch_idle_timeout: Setting<Duration>,
+    /// The config file that was read, if any.
+    pub config_file: Option<FileChoice>,
+    /// Replay watch frames from this file (`-` = stdin) instead of the API server.
+    pub replay: Option<PathBuf>,
+}
+
+/// The largest filter we agree to map: 10^9 identities at the default rate is about 1.4 GB.
+const MAX_CAPACITY: u64 = 1_000_000_000;
+const MAX_BATCH_COUNT: u64 = 1000;
+/// Ten years; anything longer is a typo, and it keeps `Duration` arithmetic far from overflow.
+const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// Picks, for every key, the value of the highest layer that sets it, then checks them all,
+/// reporting every problem at once rather than one per run.
+pub fn build(
+    layers: [&BTreeMap<&'static str, RawValue>; 3],
+    config_file: Option<FileChoice>,
+    replay: Option<PathBuf>,
+) -> Result<Settings, Vec<ConfigError>> {
+    let pick = |key: &Key| -> Option<RawValue> {
+        layers.iter().rev().find_map(|l| l.get(key.toml).cloned())
+    };
+    let mut errors = Vec::new();
+    let mut check = |key: Key, parse: &dyn Fn(&str) -> Result<(), String>| {
+        if let Some(raw) = pick(&key)
+            && let Err(allowed) = parse(&raw.text)
+        {
+            errors.push(ConfigError::Invalid {
+                key,
+                value: raw.text.clone(),
+                origin: raw.origin.clone(),
+                allowed,
+            });
+        }
+    };
+
+    check(keys::DESTINATION, &|t| {
+        nonempty(t, "a file path, or - for stdout")
+    });
+    check(keys::LOG_LEVEL, &|t| {
+        values::log_level(t).map(|_| ()).ok_or_else(|| {
+            "one of TRACE, DEBUG, INFO, WARNING (or WARN), ERROR, CRITICAL, in any case".into()
+        })
+    });
+    check(keys::PERSISTENCE_PATH, &|t| {
+        nonempty(t, "a directory path")?;
+        match values::directory_problem(std::path::Path::new(t)) {
+            Some(problem) => Err(format!(
+                "a directory that exists or can be created, writable by this user ({problem})"
+            )),
+            None => Ok(()),
+        }
+    });
+    check(keys::FILTER_CAPACITY, &|t| {
+        positive(t, MAX_CAPACITY).map(|_| ())
+    });
+    check(keys::FILTER_ERROR_RATE, &|t| rate(t).map(|_| ()));
+    check(keys::BATCH_COUNT, &|t| {
+        positive(t, MAX_BATCH_COUNT).map(|_| ())
+    });
+    check(keys::BATCH_DURATION_SEC, &|t| {
+        positive(t, MAX_SECONDS).map(|_| ())
+    });
+    check(keys::KUBECONFIG, &|t| {
+        nonempty(t, "a path to a kubeconfig file")
+    });
+    check(keys::CONTEXT, &|t| {
+        nonempty(t, "the name of a context in the kubeconfig")
+    });
+    check(keys::LOG_TARGET, &|t| log_target(t).map(|_| ()));
+    check(keys::WATCH_IDLE_TIMEOUT_SEC, &|t| {
+        positive(t, MAX_SECONDS).map(|_| ())
+    });
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+
+    // Every value below was checked above, so the parses cannot fail; the defaults are
+    // parsed by the same functions so that they obey the same rules.
+    let get = |key: Key| -> RawValue {
+        pick(&key).unwrap_or_else(|| RawValue {
+            text: key.default_text.to_string(),
+            origin: Origin::Default,
+        })
+    };
+    let num = |key: Key, max: u64| -> Setting<u64> {
+        let raw = get(key);
+        Setting::new(positive(&raw.text, max).unwrap_or(1), raw.origin)
+    };
+    let raw = get(keys::DESTINATION);
+    let destination = Setting::new(
+        if raw.text == "-" {
+            Destination::Stdout
+        } else {
+            Destination::Path(PathBuf::from(&raw.text))
+        },
+        raw.origin,
+    );
+    let raw = get(keys::LOG_LEVEL);
+    let log_level = Setting::new(
+        values::log_level(&raw.text).map_or(LevelFilter::INFO, |l| l.0),
+        raw.origin,
+    );
+    let raw = get(keys::PERSISTENCE_PATH);
+    let persistence_path = Setting::new(PathBuf::from(raw.text), raw.origin);
+    let raw = get(keys::FILTER_ERROR_RATE);
+    let filter_error_rate = Setting::new(rate(&raw.text).unwrap_or(0.01), raw.origin);
+    let batch_count = num(keys::BATCH_COUNT, MAX_BATCH_COUNT);
+    let batch_duration = num(keys::BATCH_DURATION_SEC, MAX_SECONDS);
+    let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
+    let raw = get(keys::LOG_TARGET);
+    let log_target = Setting::new(log_target(&raw.text).unwrap_or(LogTarget::Auto), raw.origin);
+
+    Ok(Settings {
+        destination,
+        log_level,
+        persistence_path,
+        filter_capacity: num(keys::FILTER_CAPACITY, MAX_CAPACITY),
+        filter_error_rate,
+        batch_count: Setting::new(
+            u32::try_from(batch_count.value).unwrap_or(u32::MAX),
+            batch_count.origin,
+        ),
+        batch_duration: Setting::new(
+            Duration::from_secs(batch_duration.value),
+            batch_duration.origin,
+        ),
+        kubeconfig: pick(&keys::KUBECONFIG).map(|r| Setting::new(PathBuf::from(r.text), r.origin)),
+        context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
+        log_target,
+        watch_idle_timeout: Setting::new(Duration::from_secs(idle.value), idle.origin),
+        config_file,
+        replay,
+    })
+}
+
+fn nonempty(text: &str, allowed: &str) -> Result<(), String> {
+    if text.trim().is_empty() {
+        Err(format!("{allowed} (it must not be empty)"))
+    } else {
+        Ok(())
+    }
+}
+
+fn positive(text: &str, max: u64) -> Result<u64, String> {
+    match values::integer(text) {
+        Some(n) if n >= 1 && n <= max => Ok(n),
+        _ => Err(format!(
+            "a positive integer from 1 to {max} (underscores between digits are allowed, e.g. 1_000_000)"
+        )),
+    }
+}
+
+fn rate(text: &str) -> Result<f64, String> {
+    match values::float(text) {
+        Some(r) if r > 0.0 && r < 1.0 => Ok(r),
+        _ => Err("a number strictly between 0 and 1, e.g. 0.01".into()),
+    }
+}
+
+fn log_target(text: &str) -> Result<LogTarget, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(LogTarget::Auto),
+        "journald" | "journal" => Ok(LogTarget::Journald),
+        "stderr" => Ok(LogTarget::Stderr),
+        _ => Err("auto, journald or stderr".into()),
+    }
+}
+
+impl fmt::Display for LogTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogTarget::Auto => "auto",
+            LogTarget::Journald => "journald",
+            LogTarget::Stderr => "stderr",
+        })
+    }
+}
+
+impl Settings {
+    /// The effective settings as a TOML document whose comments give each value's origin, so
+    /// the output of `--check-config` can itself serve as a config file.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        match &self.config_file {
+            Some(f) => out.push_str(&format!(
+                "# config file: {} ({})\n",
+                f.path.display(),
+                match &f.origin {
+                    Origin::Default => "the packaged default path".to_string(),
+                    other => other.to_string(),
+                }
+            )),
+            None => out.push_str("# config file: none\n"),
+        }
+        let mut line = |key: &str, value: String, origin: &Origin| {
+            out.push_str(&format!("{:<40} # {origin}\n", format!("{key} = {value}")));
+        };
+        let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let dest = match &self.destination.value {
+            Destination::Stdout => "-".to_string(),
+            Destination::Path(p) => p.display().to_string(),
+        };
+        let level = match self.log_level.value {
+            LevelFilter::TRACE => "TRACE",
+            LevelFilter::DEBUG => "DEBUG",
+            LevelFilter::INFO => "INFO",
+            LevelFilter::WARN => "WARNING",
+            LevelFilter::ERROR => "ERROR",
+            _ => "OFF",
+        };
+        let s = self;
+        line("destination", quote(&dest), &s.destination.origin);
+        line("log_level", quote(level), &s.log_level.origin);
+        let path = s.persistence_path.value.display().to_string();
+        line("persistence_path", quote(&path), &s.persistence_path.origin);
+        let capacity = s.filter_capacity.value.to_string();
+        line("filter_capacity", capacity, &s.filter_capacity.origin);
+        let rate = s.filter_error_rate.value.to_string();
+        line("filter_error_rate", rate, &s.filter_error_rate.origin);
+        line(
+            "batch_count",
+            s.batch_count.value.to_string(),
+            &s.batch_count.origin,
+        );
+        let secs = s.batch_duration.value.as_secs().to_string();
+        line("batch_duration_sec", secs, &s.batch_duration.origin);
+        match &s.kubeconfig {
+            Some(k) => line(
+                "kubeconfig",
+                quote(&k.value.display().to_string()),
+                &k.origin,
+            ),
+            None => line(
+                "# kubeconfig",
+                "(not set: KUBECONFIG, ~/.kube/config, then in-cluster)".into(),
+                &Origin::Default,
+            ),
+        }
+        match &s.context {
+            Some(c) => line("context", quote(&c.value), &c.origin),
+            None => line(
+                "# context",
+                "(not set: the kubeconfig's current context)".into(),
+                &Origin::Default,
+            ),
+        }
+        line(
+            "log_target",
+            quote(&s.log_target.value.to_string()),
+            &s.log_target.origin,
+        );
+        let idle = s.watch_idle_timeout.value.as_secs().to_string();
+        line("watch_idle_timeout_sec", idle, &s.watch_idle_timeout.origin);
+        out
+    }
+}
