@@ -1,10 +1,68 @@
-//! Runs the daemon with checked settings.
+//! Runs the daemon with checked settings: open the destination and the store, connect, then
+//! follow events until a stop signal.
+
+use std::time::SystemTime;
 
 use crate::config::Settings;
+use crate::dedup::{Store, StoreConfig};
 use crate::exit::Fatal;
+use crate::pipeline::Pipeline;
+use crate::progress::Progress;
+use crate::resume::ResumePoint;
+use crate::sink::Sink;
+use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
+use crate::signals;
 
-pub fn run(_settings: Settings) -> Result<(), Fatal> {
-    Err(Fatal::failure(anyhow::anyhow!(
-        "no event source is built into this version yet"
-    )))
+pub fn run(settings: Settings) -> Result<(), Fatal> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_async(settings))
+}
+
+async fn run_async(settings: Settings) -> Result<(), Fatal> {
+    let signals = signals::install()
+        .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let mut shutdown = signals.shutdown.clone();
+
+    // Start-up problems the operator must fix are reported before anything is fetched, so a
+    // misconfigured unit fails at once with exit status 2.
+    let sink = Sink::open(settings.destination.value.clone(), signals.reopen.clone())
+        .map_err(Fatal::config)?;
+    let store = Store::open(store_config(&settings), SystemTime::now()).map_err(Fatal::config)?;
+    let mut pipeline = Pipeline::new(store, sink);
+
+    if let Some(path) = &settings.replay {
+        let result = replay::run(path, &mut pipeline, &mut shutdown).await;
+        pipeline.flush_store(true);
+        return result.map_err(Fatal::config);
+    }
+
+    let client = connect::client(&settings).await.map_err(Fatal::config)?;
+    tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    Watcher {
+        api: EventsApi::new(client),
+        pipeline: &mut pipeline,
+        resume: ResumePoint::new(&settings.persistence_path.value),
+        shutdown,
+        idle_timeout: settings.watch_idle_timeout.value,
+        progress: Progress::default(),
+    }
+    .run()
+    .await;
+    let c = pipeline.counters();
+    tracing::info!(written = c.written, skipped = c.skipped, malformed = c.malformed, "stopped");
+    Ok(())
+}
+
+fn store_config(settings: &Settings) -> StoreConfig {
+    StoreConfig {
+        dir: settings.persistence_path.value.clone(),
+        capacity: settings.filter_capacity.value,
+        error_rate: settings.filter_error_rate.value,
+        batch_count: settings.batch_count.value,
+        batch_duration: settings.batch_duration.value,
+    }
 }

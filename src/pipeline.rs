@@ -1,0 +1,201 @@
+//! Source → dedup → sink: an event is written, and only then marked as seen.
+//!
+//! Sources offer event objects; the pipeline queues the line of each one not seen before and,
+//! on `commit`, writes the queued lines in one go and then records their identities. A crash
+//! between the two can repeat the lines of one batch; it can never lose one.
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use crate::dedup::{Store, StoreStats};
+use crate::frame;
+use crate::identity;
+use crate::sink::Sink;
+
+/// A batch is written once it holds this much, so a long list page or a fast stream does not
+/// grow memory, and small enough that a crash repeats little.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Write retries back off from the first to the last, doubling.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub written: u64,
+    pub skipped: u64,
+    pub malformed: u64,
+}
+
+/// What became of an offered object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    Queued,
+    Seen,
+    Malformed,
+}
+
+/// Returned by `commit` when shutdown was asked for while the batch could not be written; the
+/// batch stays unmarked, so the next run writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
+
+pub struct Pipeline {
+    store: Store,
+    sink: Sink,
+    lines: Vec<u8>,
+    /// Identities of the queued lines; `pending[..queued]` is live, the rest are spare buffers.
+    pending: Vec<Vec<u8>>,
+    queued: usize,
+    id: Vec<u8>,
+    counters: Counters,
+}
+
+impl Pipeline {
+    pub fn new(store: Store, sink: Sink) -> Pipeline {
+        Pipeline {
+            store,
+            sink,
+            lines: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
+            pending: Vec::new(),
+            queued: 0,
+            id: Vec::with_capacity(256),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    pub fn store_stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+
+    pub fn destination(&self) -> String {
+        self.sink.describe()
+    }
+
+    /// An event object as a watch frame carries it (kind and apiVersion included). Its
+    /// resourceVersion, when it has one, is copied into `resource_version`, which saves the
+    /// watcher a second parse of the object.
+    pub fn offer_object(&mut self, object: &[u8], resource_version: &mut String) -> Offered {
+        self.offer(object, Some(resource_version), |obj, out| {
+            frame::write_watch_object(obj, out);
+            Ok(())
+        })
+    }
+
+    /// An item of a list page, which lacks kind and apiVersion.
+    pub fn offer_list_item(&mut self, item: &[u8], index: usize) -> Offered {
+        self.offer(item, None, |obj, out| frame::write_list_item(obj, index, out))
+    }
+
+    fn offer(
+        &mut self,
+        object: &[u8],
+        resource_version: Option<&mut String>,
+        write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
+    ) -> Offered {
+        let view = match identity::identity_into(object, &mut self.id) {
+            Ok(view) => view,
+            Err(e) => {
+                self.counters.malformed += 1;
+                tracing::warn!(error = %e, "skipping an event that cannot be identified");
+                return Offered::Malformed;
+            }
+        };
+        if let (Some(out), Some(rv)) = (resource_version, &view.resource_version) {
+            out.clear();
+            out.push_str(rv);
+        }
+        let queued_already = self.pending[..self.queued].iter().any(|p| *p == self.id);
+        if queued_already || self.store.contains(&self.id) {
+            self.counters.skipped += 1;
+            tracing::trace!(event = %view, "already written");
+            return Offered::Seen;
+        }
+        let mark = self.lines.len();
+        if let Err(e) = write(object, &mut self.lines) {
+            self.lines.truncate(mark);
+            self.counters.malformed += 1;
+            tracing::warn!(event = %view, error = %e, "skipping an event that cannot be written as one line");
+            return Offered::Malformed;
+        }
+        self.lines.push(b'\n');
+        tracing::debug!(event = %view, "new event");
+        if self.queued == self.pending.len() {
+            self.pending.push(Vec::with_capacity(self.id.len()));
+        }
+        let slot = &mut self.pending[self.queued];
+        slot.clear();
+        slot.extend_from_slice(&self.id);
+        self.queued += 1;
+        Offered::Queued
+    }
+
+    /// Whether the batch is big enough that the source should commit before offering more.
+    pub fn batch_full(&self) -> bool {
+        self.lines.len() >= BATCH_BYTES
+    }
+
+    pub fn has_queued(&self) -> bool {
+        self.queued > 0
+    }
+
+    /// Writes the queued lines, retrying with back-off while the destination fails (the source
+    /// waits meanwhile: back-pressure, nothing dropped), then marks them as seen.
+    pub async fn commit(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Interrupted> {
+        if self.queued == 0 {
+            return Ok(());
+        }
+        let mut done = 0;
+        let mut failures = 0u32;
+        let mut delay = RETRY_FIRST;
+        while let Err(e) = self.sink.write_lines(&self.lines, &mut done) {
+            failures += 1;
+            if failures == 1 {
+                tracing::error!(error = %e, events = self.queued, "cannot write events; holding them and retrying");
+            } else {
+                tracing::debug!(error = %e, failures, "write still failing");
+            }
+            if *shutdown.borrow() {
+                return Err(Interrupted);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.changed() => return Err(Interrupted),
+            }
+            delay = (delay * 2).min(RETRY_MAX);
+        }
+        if failures > 0 {
+            tracing::info!(failures, "writing events again");
+        }
+        let now = SystemTime::now();
+        for id in &self.pending[..self.queued] {
+            // The line is out; a failed rotation only means the identity went into the current
+            // filter, so log it and go on.
+            if let Err(e) = self.store.insert(id, now) {
+                tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
+            }
+        }
+        self.counters.written += self.queued as u64;
+        self.queued = 0;
+        self.lines.clear();
+        Ok(())
+    }
+
+    /// Pushes the filters' dirty pages towards the disk without waiting (periodic) or waiting
+    /// (shutdown).
+    pub fn flush_store(&self, wait: bool) {
+        let result = if wait {
+            self.store.flush()
+        } else {
+            self.store.flush_async()
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot flush the dedup filters");
+        }
+    }
+}

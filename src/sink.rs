@@ -1,0 +1,258 @@
+//! The destination: stdout, or a file opened for appending (a FIFO works too), reopened after
+//! SIGHUP so logrotate can move the file away.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::config::Destination;
+
+/// Mode of a destination file we create: the service group (e.g. a log shipper in `adm`) may
+/// read it, nobody else.
+const FILE_MODE: u32 = 0o640;
+
+pub struct Sink {
+    destination: Destination,
+    /// Unbuffered, stdout included: a line counts as written only once write(2) took it.
+    output: File,
+    reopen: Arc<AtomicBool>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open destination {}: {source}", path.display())]
+pub struct OpenError {
+    pub path: PathBuf,
+    #[source]
+    pub source: io::Error,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot write to {destination}: {source}")]
+    Write {
+        destination: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Reopen(OpenError),
+}
+
+impl Sink {
+    /// Opens the destination; `reopen` is the flag the SIGHUP handler sets.
+    pub fn open(destination: Destination, reopen: Arc<AtomicBool>) -> Result<Sink, OpenError> {
+        let output = open_output(&destination)?;
+        Ok(Sink {
+            destination,
+            output,
+            reopen,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.destination {
+            Destination::Stdout => "stdout".into(),
+            Destination::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// Writes `lines` (whole lines, each ending in `\n`) from offset `*done` on, advancing
+    /// `*done` as bytes are accepted, so a caller that retries after an error continues where
+    /// the failed attempt stopped and no byte is written twice.
+    ///
+    /// The destination is reopened first when SIGHUP asked for it, or when the path no longer
+    /// names the open file (moved or deleted: writing on would put events where nobody reads
+    /// them). A line is never split between two files: a line that a failed write left half
+    /// done is finished in the old file if that file still exists under some name, or else
+    /// written again whole to the new one.
+    pub fn write_lines(&mut self, lines: &[u8], done: &mut usize) -> Result<(), WriteError> {
+        if self.reopen.load(Ordering::SeqCst) || self.path_moved() {
+            self.settle_partial_line(lines, done)?;
+            let output = open_output(&self.destination).map_err(WriteError::Reopen)?;
+            self.output = output;
+            self.reopen.store(false, Ordering::SeqCst);
+            tracing::info!(destination = %self.describe(), "reopened destination");
+        }
+        self.write_range(lines, done, lines.len())
+    }
+
+    fn settle_partial_line(&mut self, lines: &[u8], done: &mut usize) -> Result<(), WriteError> {
+        if *done == 0 || lines[*done - 1] == b'\n' {
+            return Ok(());
+        }
+        let line_start = lines[..*done]
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let unlinked = self.output.metadata().map(|m| m.nlink() == 0).unwrap_or(true);
+        if unlinked {
+            *done = line_start;
+            return Ok(());
+        }
+        let line_end = lines[*done..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(lines.len(), |i| *done + i + 1);
+        self.write_range(lines, done, line_end)
+    }
+
+    fn write_range(&mut self, lines: &[u8], done: &mut usize, end: usize) -> Result<(), WriteError> {
+        while *done < end {
+            match self.output.write(&lines[*done..end]) {
+                Ok(0) => return Err(self.error(io::ErrorKind::WriteZero.into())),
+                Ok(n) => *done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        Ok(())
+    }
+
+    fn error(&self, source: io::Error) -> WriteError {
+        WriteError::Write {
+            destination: self.describe(),
+            source,
+        }
+    }
+
+    /// True when the destination path is missing or is another file than the one open.
+    fn path_moved(&self) -> bool {
+        let Destination::Path(path) = &self.destination else {
+            return false;
+        };
+        let (Ok(now), Ok(open)) = (std::fs::metadata(path), self.output.metadata()) else {
+            return true;
+        };
+        now.dev() != open.dev() || now.ino() != open.ino()
+    }
+}
+
+fn open_output(destination: &Destination) -> Result<File, OpenError> {
+    match destination {
+        Destination::Stdout => io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map(File::from)
+            .map_err(|source| OpenError {
+                path: PathBuf::from("stdout"),
+                source,
+            }),
+        Destination::Path(path) => OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(FILE_MODE)
+            .open(path)
+            .map_err(|source| OpenError {
+                path: path.clone(),
+                source,
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sink(path: &std::path::Path) -> (Sink, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        let s = Sink::open(Destination::Path(path.to_path_buf()), flag.clone()).unwrap();
+        (s, flag)
+    }
+
+    fn write(s: &mut Sink, lines: &[u8]) {
+        let mut done = 0;
+        s.write_lines(lines, &mut done).unwrap();
+        assert_eq!(done, lines.len());
+    }
+
+    #[test]
+    fn created_file_is_0640_and_appended_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut s, _) = sink(&path);
+        write(&mut s, b"a\n");
+        write(&mut s, b"b\nc\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\nc\n");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn sighup_flag_moves_later_lines_to_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotated = dir.path().join("events.log.1");
+        let (mut s, flag) = sink(&path);
+        write(&mut s, b"before\n");
+        // logrotate's `create`: the old file is renamed and a new one put in its place.
+        std::fs::rename(&path, &rotated).unwrap();
+        std::fs::write(&path, b"").unwrap();
+        flag.store(true, Ordering::SeqCst);
+        write(&mut s, b"after\n");
+        assert_eq!(std::fs::read(&rotated).unwrap(), b"before\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"after\n");
+    }
+
+    #[test]
+    fn a_deleted_destination_is_recreated_rather_than_written_into_the_void() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut s, _) = sink(&path);
+        write(&mut s, b"one\n");
+        std::fs::remove_file(&path).unwrap();
+        write(&mut s, b"two\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+    }
+
+    #[test]
+    fn vanished_directory_fails_until_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        let path = sub.join("events.log");
+        let (mut s, _) = sink(&path);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir(&sub).unwrap();
+        let mut done = 0;
+        assert!(s.write_lines(b"x\n", &mut done).is_err());
+        assert_eq!(done, 0);
+        std::fs::create_dir(&sub).unwrap();
+        s.write_lines(b"x\n", &mut done).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
+    }
+
+    #[test]
+    fn half_written_line_is_finished_in_the_old_file_before_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotated = dir.path().join("events.log.1");
+        let (mut s, flag) = sink(&path);
+        let lines = b"first\nsecond\n";
+        // As if a write had stopped after "first\nsec".
+        let mut done = 0;
+        s.write_range(lines, &mut done, 9).unwrap();
+        std::fs::rename(&path, &rotated).unwrap();
+        flag.store(true, Ordering::SeqCst);
+        s.write_lines(lines, &mut done).unwrap();
+        assert_eq!(std::fs::read(&rotated).unwrap(), b"first\nsecond\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    #[test]
+    fn half_written_line_in_a_deleted_file_is_written_whole_to_the_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let (mut s, _) = sink(&path);
+        let lines = b"first\nsecond\n";
+        let mut done = 0;
+        s.write_range(lines, &mut done, 9).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        s.write_lines(lines, &mut done).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"second\n");
+    }
+}

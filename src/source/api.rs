@@ -1,0 +1,172 @@
+//! The two requests the daemon makes, with raw bodies: kube's typed API would re-serialize the
+//! events, and they must be written byte for byte.
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use kube::client::Body;
+
+use crate::frame;
+
+/// Events per list page: large enough to list quickly, small enough that memory stays flat.
+pub const PAGE_LIMIT: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request failed: {0}")]
+    Transport(#[source] kube::Error),
+    #[error("reading the response failed: {0}")]
+    Body(String),
+    /// A `Status` answer (HTTP error, or an in-stream ERROR frame).
+    #[error("API server answered {code}: {message}")]
+    Status {
+        code: u16,
+        reason: String,
+        message: String,
+        /// An expired `continue` answer carries a fresh token.
+        continue_token: Option<String>,
+    },
+}
+
+impl ApiError {
+    /// 410 Gone: the resourceVersion or continue token is older than the server keeps.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, ApiError::Status { code: 410, .. })
+    }
+
+    pub fn from_status_body(code: u16, body: &[u8]) -> ApiError {
+        match frame::parse_status(body) {
+            Ok(s) => ApiError::Status {
+                code: s.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(code),
+                reason: s.reason.unwrap_or_default().into_owned(),
+                message: s.message.unwrap_or_default().into_owned(),
+                continue_token: s.continue_token.map(|c| c.into_owned()),
+            },
+            Err(_) => ApiError::Status {
+                code,
+                reason: String::new(),
+                message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+                continue_token: None,
+            },
+        }
+    }
+}
+
+pub struct EventsApi {
+    client: kube::Client,
+}
+
+/// An open watch response whose body is read chunk by chunk.
+pub struct WatchBody {
+    body: Body,
+}
+
+impl WatchBody {
+    /// The next chunk of the body, or None at its end.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(ApiError::Body(e.to_string())),
+                Some(Ok(f)) => {
+                    if let Ok(data) = f.into_data()
+                        && !data.is_empty()
+                    {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl EventsApi {
+    pub fn new(client: kube::Client) -> EventsApi {
+        EventsApi { client }
+    }
+
+    /// One page of the cluster-wide event list.
+    pub async fn list_page(&self, continue_token: Option<&str>) -> Result<Bytes, ApiError> {
+        let mut uri = format!("/api/v1/events?limit={PAGE_LIMIT}");
+        if let Some(token) = continue_token {
+            uri.push_str("&continue=");
+            uri.push_str(&percent_encode(token));
+        }
+        let (status, body) = self.send(&uri).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?
+            .to_bytes();
+        if status.is_success() {
+            Ok(bytes)
+        } else {
+            Err(ApiError::from_status_body(status.as_u16(), &bytes))
+        }
+    }
+
+    /// A watch of all events after `resource_version`, with bookmarks; the server ends it after
+    /// `timeout_secs`, and the caller resumes.
+    pub async fn watch(&self, resource_version: &str, timeout_secs: u64) -> Result<WatchBody, ApiError> {
+        let uri = format!(
+            "/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
+            percent_encode(resource_version)
+        );
+        let (status, body) = self.send(&uri).await?;
+        if status.is_success() {
+            return Ok(WatchBody { body });
+        }
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?
+            .to_bytes();
+        Err(ApiError::from_status_body(status.as_u16(), &bytes))
+    }
+
+    async fn send(&self, uri: &str) -> Result<(StatusCode, Body), ApiError> {
+        let request = Request::get(uri)
+            .header(http::header::ACCEPT, "application/json")
+            .body(Body::empty())
+            .map_err(|e| ApiError::Body(format!("bad request {uri}: {e}")))?;
+        let response = self.client.send(request).await.map_err(ApiError::Transport)?;
+        let status = response.status();
+        Ok((status, response.into_body()))
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters, which is enough for
+/// continue tokens and resourceVersions in a query string.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn continue_tokens_survive_the_query_string() {
+        assert_eq!(percent_encode("eyJ2Ijo+/="), "eyJ2Ijo%2B%2F%3D");
+        assert_eq!(percent_encode("12345"), "12345");
+    }
+
+    #[test]
+    fn expired_continue_answer_keeps_its_fresh_token() {
+        let body = br#"{"kind":"Status","apiVersion":"v1","metadata":{"continue":"abc"},"status":"Failure","message":"too old","reason":"Expired","code":410}"#;
+        let e = ApiError::from_status_body(410, body);
+        assert!(e.is_gone());
+        match e {
+            ApiError::Status { continue_token, .. } => assert_eq!(continue_token.as_deref(), Some("abc")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

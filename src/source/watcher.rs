@@ -1,0 +1,300 @@
+//! List, then watch, then resume: the loop that follows the cluster's events.
+//!
+//! The resourceVersion saved on disk is always one whose events are all written: it advances
+//! only after a batch is committed, and a list's version only after its last page.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::api::{ApiError, EventsApi, WatchBody};
+use super::backoff::Backoff;
+use crate::frame::{self, FrameType};
+use crate::pipeline::{Interrupted, Pipeline};
+use crate::progress::Progress;
+use crate::resume::ResumePoint;
+
+/// How often the saved resourceVersion and the filters are pushed to disk.
+const PERSIST_EVERY: Duration = Duration::from_secs(5);
+
+pub struct Watcher<'a> {
+    pub api: EventsApi,
+    pub pipeline: &'a mut Pipeline,
+    pub resume: ResumePoint,
+    pub shutdown: watch::Receiver<bool>,
+    pub idle_timeout: Duration,
+    pub progress: Progress,
+}
+
+/// How one watch connection ended.
+enum WatchEnd {
+    /// The server closed it (timeoutSeconds) or it went idle: resume at once.
+    Resume,
+    /// The version is too old: list again.
+    Gone,
+    Failed(String),
+    Stopped,
+}
+
+struct Stopped;
+
+impl Watcher<'_> {
+    pub async fn run(mut self) {
+        let mut rv = self.resume.load();
+        match &rv {
+            Some(v) => tracing::info!(resource_version = %v, "resuming the watch from the saved resourceVersion"),
+            None => tracing::info!("no saved resourceVersion; listing all events"),
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut last_persist = Instant::now();
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            let start = match rv.take() {
+                Some(v) => v,
+                None => match self.list_all(&mut backoff).await {
+                    Ok(Some(v)) => v,
+                    Ok(None) => continue,
+                    Err(Stopped) => break,
+                },
+            };
+            let mut committed = start.clone();
+            let end = self.watch_from(&start, &mut committed, &mut backoff, &mut last_persist).await;
+            rv = Some(committed);
+            match end {
+                WatchEnd::Resume => {}
+                WatchEnd::Stopped => break,
+                WatchEnd::Gone => {
+                    tracing::info!("the saved resourceVersion has expired on the server; listing all events again");
+                    if let Err(e) = self.resume.clear() {
+                        tracing::warn!(error = %e, "cannot remove the expired resourceVersion file");
+                    }
+                    rv = None;
+                }
+                WatchEnd::Failed(cause) => {
+                    let wait = backoff.failure("watching events", &cause);
+                    if self.sleep(wait).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.finish(rv.as_deref());
+    }
+
+    /// Lists every event page by page. Ok(None) after a failure that was waited out.
+    async fn list_all(&mut self, backoff: &mut Backoff) -> Result<Option<String>, Stopped> {
+        let mut token: Option<String> = None;
+        let mut list_rv: Option<String> = None;
+        let mut pages = 0u32;
+        loop {
+            let page = tokio::select! {
+                p = self.api.list_page(token.as_deref()) => p,
+                _ = self.shutdown.changed() => return Err(Stopped),
+            };
+            let body = match page {
+                Ok(b) => b,
+                Err(e) if e.is_gone() && token.is_some() => {
+                    // The server offers a token to carry on inconsistently; starting over is
+                    // simpler to reason about and the store absorbs the repeats.
+                    tracing::info!("the list's continue token expired; starting the list again");
+                    token = None;
+                    list_rv = None;
+                    continue;
+                }
+                Err(e) => {
+                    let wait = backoff.failure("listing events", &e.to_string());
+                    self.sleep(wait).await?;
+                    return Ok(None);
+                }
+            };
+            let parsed = match frame::parse_list(&body) {
+                Ok(p) => p,
+                Err(e) => {
+                    let wait = backoff.failure("listing events", &format!("unreadable list page: {e}"));
+                    self.sleep(wait).await?;
+                    return Ok(None);
+                }
+            };
+            backoff.success("listing events");
+            pages += 1;
+            for (index, item) in parsed.items.iter().enumerate() {
+                self.pipeline.offer_list_item(item, index);
+                if self.pipeline.batch_full() {
+                    self.commit().await?;
+                }
+            }
+            self.commit().await?;
+            if list_rv.is_none() {
+                list_rv = parsed.resource_version.map(|v| v.into_owned());
+            }
+            match parsed.continue_token {
+                Some(t) => token = Some(t.into_owned()),
+                None => break,
+            }
+        }
+        let Some(rv) = list_rv else {
+            let wait = backoff.failure("listing events", "the list carried no resourceVersion");
+            self.sleep(wait).await?;
+            return Ok(None);
+        };
+        let c = self.pipeline.counters();
+        tracing::info!(resource_version = %rv, pages, written = c.written, skipped = c.skipped, "listed all events; watching from here");
+        self.progress.listed(&rv);
+        Ok(Some(rv))
+    }
+
+    async fn watch_from(
+        &mut self,
+        from: &str,
+        committed: &mut String,
+        backoff: &mut Backoff,
+        last_persist: &mut Instant,
+    ) -> WatchEnd {
+        // The server ends a watch after timeoutSeconds; a little after our own idle bound, so
+        // that a silent connection is caught by us either way.
+        let timeout = self.idle_timeout.as_secs() + 30;
+        let opened = tokio::select! {
+            w = self.api.watch(from, timeout) => w,
+            _ = self.shutdown.changed() => return WatchEnd::Stopped,
+        };
+        let mut body: WatchBody = match opened {
+            Ok(b) => b,
+            Err(e) if e.is_gone() => return WatchEnd::Gone,
+            Err(e) => return WatchEnd::Failed(e.to_string()),
+        };
+        backoff.success("watching events");
+        self.progress.watching(from);
+        tracing::debug!(resource_version = from, "watch established");
+
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut latest = from.to_string();
+        let mut tick = tokio::time::interval(PERSIST_EVERY);
+        loop {
+            let chunk = tokio::select! {
+                c = tokio::time::timeout(self.idle_timeout, body.chunk()) => c,
+                _ = self.shutdown.changed() => {
+                    return WatchEnd::Stopped;
+                }
+                _ = tick.tick() => {
+                    self.persist(committed, last_persist);
+                    continue;
+                }
+            };
+            let bytes = match chunk {
+                Err(_) => {
+                    tracing::info!(idle_secs = self.idle_timeout.as_secs(), "the watch delivered nothing for too long; reconnecting");
+                    return WatchEnd::Resume;
+                }
+                Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+                Ok(Ok(None)) => {
+                    if !buf.is_empty() {
+                        tracing::debug!(bytes = buf.len(), "the watch ended inside a frame; resuming before it");
+                    }
+                    return WatchEnd::Resume;
+                }
+                Ok(Ok(Some(b))) => b,
+            };
+            buf.extend_from_slice(&bytes);
+            let mut consumed = 0;
+            let mut end = None;
+            while let Some(nl) = buf[consumed..].iter().position(|&b| b == b'\n') {
+                let line = &buf[consumed..consumed + nl];
+                consumed += nl + 1;
+                if let Some(e) = self.handle_frame(line, &mut latest) {
+                    end = Some(e);
+                    break;
+                }
+                if self.pipeline.batch_full() {
+                    if self.commit().await.is_err() {
+                        return WatchEnd::Stopped;
+                    }
+                    committed.clone_from(&latest);
+                }
+            }
+            buf.drain(..consumed);
+            if self.commit().await.is_err() {
+                return WatchEnd::Stopped;
+            }
+            committed.clone_from(&latest);
+            self.progress.at(committed, self.pipeline.counters());
+            if last_persist.elapsed() >= PERSIST_EVERY {
+                self.persist(committed, last_persist);
+            }
+            if let Some(e) = end {
+                return e;
+            }
+        }
+    }
+
+    /// Offers one frame; returns how the watch ends if the frame ends it.
+    fn handle_frame(&mut self, line: &[u8], latest: &mut String) -> Option<WatchEnd> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let f = match frame::parse_watch_frame(line) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "skipping a malformed watch frame");
+                return None;
+            }
+        };
+        match f.frame_type {
+            FrameType::Added | FrameType::Modified | FrameType::Deleted => {
+                self.pipeline.offer_object(f.object, latest);
+            }
+            FrameType::Bookmark => match frame::object_resource_version(f.object) {
+                Ok(Some(v)) => {
+                    latest.clear();
+                    latest.push_str(&v);
+                }
+                _ => tracing::warn!("skipping a bookmark without a resourceVersion"),
+            },
+            FrameType::Error => {
+                let e = ApiError::from_status_body(0, f.object);
+                if e.is_gone() {
+                    return Some(WatchEnd::Gone);
+                }
+                return Some(WatchEnd::Failed(format!("watch error: {e}")));
+            }
+            FrameType::Unknown(t) => {
+                tracing::warn!(frame_type = %t, "skipping a watch frame of unknown type");
+            }
+        }
+        None
+    }
+
+    async fn commit(&mut self) -> Result<(), Stopped> {
+        self.pipeline
+            .commit(&mut self.shutdown)
+            .await
+            .map_err(|Interrupted| Stopped)
+    }
+
+    fn persist(&mut self, committed: &str, last_persist: &mut Instant) {
+        *last_persist = Instant::now();
+        if let Err(e) = self.resume.save(committed) {
+            tracing::warn!(error = %e, "cannot save the resourceVersion; a restart may list again");
+        }
+        self.pipeline.flush_store(false);
+    }
+
+    async fn sleep(&mut self, wait: Duration) -> Result<(), Stopped> {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => Ok(()),
+            _ = self.shutdown.changed() => Err(Stopped),
+        }
+    }
+
+    /// On the way out: everything queued is written or deliberately left unmarked by now;
+    /// save where to resume and push the filters to disk.
+    fn finish(&mut self, rv: Option<&str>) {
+        if let Some(rv) = rv
+            && let Err(e) = self.resume.save(rv)
+        {
+            tracing::warn!(error = %e, "cannot save the resourceVersion; a restart may list again");
+        }
+        self.pipeline.flush_store(true);
+    }
+}
