@@ -1,1 +1,3 @@
 //! kube-event-pipe library.
+pub mod frame;
+pub mod replay;
