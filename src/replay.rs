@@ -452,6 +452,34 @@ mod tests {
         assert!(s.buf.capacity() < 1024);
     }
 
+    #[test]
+    fn shipped_sample_replays_with_visible_dedup() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/kubectl-watch-events.json");
+        let data = std::fs::read(path).unwrap();
+        let (objs, errs) = split(&data, &[4096]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(objs.len(), 23);
+        let mut seen = std::collections::HashSet::new();
+        let (mut written, mut skipped) = (0, 0);
+        for o in &objs {
+            let mut line = Vec::new();
+            frame_to_line(o, &mut line).unwrap();
+            assert!(!line.contains(&b'\n'));
+            let a: serde_json::Value = serde_json::from_slice(&line).unwrap();
+            let f = frame::parse_watch_frame(o).unwrap();
+            let b: serde_json::Value = serde_json::from_slice(f.object).unwrap();
+            assert_eq!(a, b);
+            let mut id = Vec::new();
+            crate::identity::identity_into(&line, &mut id).unwrap();
+            if seen.insert(id) {
+                written += 1;
+            } else {
+                skipped += 1;
+            }
+        }
+        assert_eq!((written, skipped), (20, 3), "as samples/README.md says");
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;
