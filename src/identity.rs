@@ -583,6 +583,41 @@ mod tests {
         assert_ne!(nul, plain);
     }
 
+    /// Throughput of the per-event hot path (frame parse + identity) over the captured watch
+    /// lines. Run optimised: `cargo test --release --lib -- --ignored --nocapture throughput`.
+    #[test]
+    #[ignore = "measurement, not a check"]
+    fn throughput() {
+        let data = fixture("raw-watch.jsonl");
+        let lines: Vec<&[u8]> = data
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let bytes: usize = lines.iter().map(|l| l.len()).sum();
+        let mut buf = Vec::new();
+        let mut out = Vec::new();
+        let rounds = 20_000;
+        let start = std::time::Instant::now();
+        let mut check = 0usize;
+        for _ in 0..rounds {
+            for line in &lines {
+                let f = parse_watch_frame(line).unwrap();
+                identity_into(f.object, &mut buf).unwrap();
+                out.clear();
+                crate::frame::write_watch_object(f.object, &mut out);
+                check += buf.len() + out.len();
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let frames = (rounds * lines.len()) as f64;
+        println!(
+            "{frames} frames ({} B avg) in {secs:.3} s: {:.0} frames/s, {:.0} MB/s (check {check})",
+            bytes / lines.len(),
+            frames / secs,
+            (rounds * bytes) as f64 / secs / 1e6
+        );
+    }
+
     mod prop {
         use super::*;
         use proptest::prelude::*;

@@ -454,7 +454,10 @@ mod tests {
 
     #[test]
     fn shipped_sample_replays_with_visible_dedup() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/kubectl-watch-events.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/samples/kubectl-watch-events.json"
+        );
         let data = std::fs::read(path).unwrap();
         let (objs, errs) = split(&data, &[4096]);
         assert!(errs.is_empty(), "{errs:?}");
