@@ -89,9 +89,11 @@ pub enum FrameError {
     ItemNotObject { index: usize },
 }
 
-// A plain struct holding `&RawValue` works whichever key comes first: serde_json hands out the
-// borrowed slice directly. The failure noted in FACTS.md comes from shapes that buffer the map
-// (internally/adjacently tagged enums, `flatten`), which cannot carry a RawValue.
+// A plain struct holding `&RawValue` (or `Box<RawValue>`) works whichever key comes first:
+// serde_json hands out the slice directly. Shapes that buffer content cannot carry a RawValue:
+// an adjacently tagged enum (`tag = "type", content = "object"`) fails exactly when "object"
+// comes first (the failure in FACTS.md), and `flatten` fails in both orders (checked on
+// serde_json 1.0.154).
 #[derive(Deserialize)]
 struct RawFrame<'a> {
     #[serde(rename = "type")]
