@@ -1,8 +1,9 @@
 //! Event identity: the key the dedup store remembers.
 //!
 //! One serde pass over the event object picks out `metadata.namespace`, `metadata.name`,
-//! `metadata.resourceVersion`, `count` and `series.count` and skips everything else without
-//! building values. Strings are borrowed from the input unless they contain escapes.
+//! `metadata.resourceVersion`, `count` (or `deprecatedCount`) and `series.count`, and skips
+//! everything else without building values. Strings are borrowed from the input unless they
+//! contain escapes.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -19,7 +20,8 @@ pub struct EventView<'a> {
     /// cluster-scoped objects land in `default`), so this is rare.
     pub namespace: Option<Cow<'a, str>>,
     pub name: Cow<'a, str>,
-    /// Raw JSON text of `count`, trimmed; `None` when absent or `null`.
+    /// Raw JSON text of `count` (or, failing that, events.k8s.io/v1 `deprecatedCount`), trimmed;
+    /// `None` when absent or `null`.
     pub count: Option<&'a str>,
     /// Raw JSON text of `series.count`, trimmed; `None` when absent or `null`.
     pub series_count: Option<&'a str>,
@@ -124,7 +126,9 @@ pub fn parse_event(object: &[u8]) -> Result<EventView<'_>, IdentityError> {
     Ok(EventView {
         namespace,
         name,
-        count: top.count.map(raw_text),
+        // events.k8s.io/v1 calls core/v1's `count` `deprecatedCount`; reading either gives the
+        // same event the same identity whichever API delivered it.
+        count: top.count.or(top.deprecated_count).map(raw_text),
         series_count: top.series_count.map(raw_text),
         resource_version,
     })
@@ -215,6 +219,8 @@ enum TopKey {
     Metadata,
     #[serde(rename = "count")]
     Count,
+    #[serde(rename = "deprecatedCount")]
+    DeprecatedCount,
     #[serde(rename = "series")]
     Series,
     #[serde(other)]
@@ -246,6 +252,7 @@ enum SeriesKey {
 struct TopFields<'a> {
     metadata: Option<Meta<'a>>,
     count: Option<&'a RawValue>,
+    deprecated_count: Option<&'a RawValue>,
     series_count: Option<&'a RawValue>,
 }
 
@@ -266,6 +273,7 @@ impl<'de> Deserialize<'de> for Top<'de> {
                 let mut t = TopFields {
                     metadata: None,
                     count: None,
+                    deprecated_count: None,
                     series_count: None,
                 };
                 // A repeated key: the last one wins, as in Go's decoder that wrote the object.
@@ -273,6 +281,9 @@ impl<'de> Deserialize<'de> for Top<'de> {
                     match key {
                         TopKey::Metadata => t.metadata = map.next_value::<Option<Meta<'de>>>()?,
                         TopKey::Count => t.count = map.next_value::<Option<&'de RawValue>>()?,
+                        TopKey::DeprecatedCount => {
+                            t.deprecated_count = map.next_value::<Option<&'de RawValue>>()?
+                        }
                         TopKey::Series => {
                             t.series_count =
                                 map.next_value::<Option<Series<'de>>>()?.and_then(|s| s.0)
@@ -448,6 +459,28 @@ mod tests {
         identity_into(page.items[0], &mut a).unwrap();
         identity_into(parse_watch_frame(first).unwrap().object, &mut b).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn events_k8s_io_copies_have_the_core_identities() {
+        let ids = |name: &str| -> Vec<Vec<u8>> {
+            let body = fixture(name);
+            let page = crate::frame::parse_list(&body).unwrap();
+            page.items
+                .iter()
+                .map(|item| {
+                    let mut buf = Vec::new();
+                    identity_into(item, &mut buf).unwrap();
+                    buf
+                })
+                .collect()
+        };
+        let core = ids("raw-list-compact.json");
+        assert_eq!(core.len(), 7);
+        assert_eq!(core, ids("raw-list-events-v1.json"));
+        // Both spellings present: `count` wins.
+        let both = id(&event("ns", "e", r#","deprecatedCount":5,"count":2"#));
+        assert_eq!(both, id(&event("ns", "e", r#","count":2"#)));
     }
 
     #[test]
