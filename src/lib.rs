@@ -4,10 +4,14 @@
 
 pub mod app;
 pub mod config;
+pub mod dedup;
 pub mod exit;
+pub mod frame;
+pub mod identity;
 pub mod logging;
 pub mod pipeline;
 pub mod progress;
+pub mod replay;
 pub mod resume;
 pub mod signals;
 pub mod sink;
