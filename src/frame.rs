@@ -324,7 +324,7 @@ mod tests {
 
     const FIXTURES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/real-apiserver"
+        "/tests/fixtures/real-apiserver"
     );
 
     pub(crate) fn fixture(name: &str) -> Vec<u8> {

@@ -390,7 +390,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<u8> {
         let path = format!(
-            "{}/../shared/fixtures/real-apiserver/{name}",
+            "{}/tests/fixtures/real-apiserver/{name}",
             env!("CARGO_MANIFEST_DIR")
         );
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
