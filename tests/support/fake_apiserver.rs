@@ -493,7 +493,8 @@ impl FakeApiServer {
             .unwrap_or_else(|e| panic!("fake apiserver create_raw {ns}/{name}: {e}"))
     }
 
-    /// Replaces or appends top-level fields (keeping the others and their order), bumps the
+    /// Replaces or adds top-level fields (keeping the others and their order; a new core/v1 field
+    /// is placed where the real server serializes it, unknown ones at the end), bumps the
     /// resourceVersion and sends MODIFIED. A `metadata` member is merged member by member.
     pub fn patch(&self, ns: &str, name: &str, fields_json: &str) -> u64 {
         self.try_patch(ns, name, fields_json)
@@ -810,7 +811,12 @@ impl FakeApiServer {
                 }
                 set_member(&mut obj, "metadata", emit(&meta), &[]);
             } else {
-                set_member(&mut obj, &k, v, &[]);
+                // A new field goes where the real server's (Go struct order) serialization puts it.
+                let before = EVENT_FIELD_ORDER
+                    .iter()
+                    .position(|f| *f == k)
+                    .map_or(&[][..], |p| &EVENT_FIELD_ORDER[..p]);
+                set_member(&mut obj, &k, v, before);
             }
         }
         store.rv += 1;
@@ -834,6 +840,25 @@ impl FakeApiServer {
         Ok(rv)
     }
 }
+
+/// core/v1 Event fields in the order the real server serializes them.
+const EVENT_FIELD_ORDER: &[&str] = &[
+    "metadata",
+    "involvedObject",
+    "reason",
+    "message",
+    "source",
+    "firstTimestamp",
+    "lastTimestamp",
+    "count",
+    "type",
+    "eventTime",
+    "series",
+    "action",
+    "related",
+    "reportingComponent",
+    "reportingInstance",
+];
 
 const PROTECTED_META: &[&str] = &[
     "name",
