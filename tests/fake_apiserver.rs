@@ -549,9 +549,7 @@ fn watch_replays_the_capture_frame_for_frame() {
         let got = w.line();
         assert_eq!(norm(&got), norm(expected), "frame {i}");
         // kind/apiVersion first, and the real resourceVersion sequence.
-        assert!(got.contains(&format!(
-            "\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"name\":"
-        )));
+        assert!(got.contains(r#""object":{"kind":"Event","apiVersion":"v1","metadata":{"name":"#));
         assert!(got.contains(&format!("\"resourceVersion\":\"{}\"", start + 1 + i as u64)));
     }
     // Then live changes.
@@ -1005,7 +1003,7 @@ fn stall_holds_watches_and_new_requests_until_cleared() {
     s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
     let mut buf = [0u8; 1];
-    let e = s.read(&mut buf).err().expect("no answer while stalled");
+    let e = s.read(&mut buf).expect_err("no answer while stalled");
     assert!(matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
