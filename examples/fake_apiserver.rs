@@ -1,0 +1,110 @@
+//! The test fake kube-apiserver as its own process, for system tests and benchmarks.
+//!
+//! ```text
+//! cargo run --example fake_apiserver -- [--port 0] [--events N] [--token T] [--tls]
+//!     [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV]
+//!     [--kubeconfig PATH]
+//! ```
+//!
+//! stdout, line 1: the API URL (`http://127.0.0.1:PORT` or `https://...`);
+//! line 2: the admin URL (plain HTTP, no auth). Then it serves until killed.
+//!
+//! `--kubeconfig PATH` writes a kubeconfig for the server: with `--token` it carries the token,
+//! else with `--client-cert` the client certificate, else no credentials.
+//!
+//! Admin API (calls the same methods as the in-process API):
+//! - `GET    /fake/state`                        rv, compaction point, #events, #open watches
+//! - `POST   /fake/events/{ns}/{name}`           body: fields JSON (`?raw=1`: whole object)
+//! - `PATCH  /fake/events/{ns}/{name}`           body: fields to replace/add
+//! - `DELETE /fake/events/{ns}/{name}`
+//! - `GET    /fake/events/{ns}/{name}`           the object as a watch frame carries it
+//! - `POST   /fake/realistic?start=S&count=N`    create realistic events S..S+N
+//! - `POST   /fake/compact`
+//! - `POST   /fake/bookmark`
+//! - `POST   /fake/fault`  body: `{"fault":"drop_watches","half_frame":true}` | `{"fault":"stall"}`
+//!   | `{"fault":"unstall"}` | `{"fault":"malformed","line":"..."}` | `{"fault":"expire_watches"}`
+//!   | `{"fault":"fail","status":500|429|503,"count":N,"retry_after":S,"target":"any|list|watch"}`
+//!   | `{"fault":"clear"}`
+//! - `GET    /fake/requests`, `DELETE /fake/requests`
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../tests/support/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::io::Write;
+use std::time::Duration;
+
+use fake_apiserver::{Auth, ClientAuth, FakeApiServer, Options};
+
+fn usage(msg: &str) -> ! {
+    eprintln!(
+        "{msg}\nusage: fake_apiserver [--port P] [--events N] [--token T] [--tls] \
+         [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV] \
+         [--kubeconfig PATH]"
+    );
+    std::process::exit(2)
+}
+
+fn main() {
+    let mut opts = Options {
+        admin: true,
+        ..Options::default()
+    };
+    let mut events = 0usize;
+    let mut kubeconfig = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
+        let num = |s: String| -> u64 {
+            s.parse()
+                .unwrap_or_else(|_| usage(&format!("not a number: {s}")))
+        };
+        match a.as_str() {
+            "--port" => opts.port = num(val()) as u16,
+            "--events" => events = num(val()) as usize,
+            "--token" => opts.token = Some(val()),
+            "--tls" => opts.tls = true,
+            "--client-cert" => {
+                opts.client_auth = match val().as_str() {
+                    "optional" => ClientAuth::Optional,
+                    "required" => ClientAuth::Required,
+                    v => usage(&format!("--client-cert {v}?")),
+                }
+            }
+            "--bookmark-interval-ms" => {
+                opts.bookmark_interval = Some(Duration::from_millis(num(val())))
+            }
+            "--initial-rv" => opts.initial_rv = num(val()),
+            "--kubeconfig" => kubeconfig = Some(val()),
+            "-h" | "--help" => usage("fake kube-apiserver"),
+            other => usage(&format!("unknown argument {other}")),
+        }
+    }
+    if opts.client_auth != ClientAuth::None && !opts.tls {
+        usage("--client-cert needs --tls");
+    }
+    let token = opts.token.clone();
+    let client_cert = opts.client_auth != ClientAuth::None;
+    let fake = FakeApiServer::start(opts);
+    fake.create_realistic(0..events);
+    if let Some(path) = kubeconfig {
+        let auth = match (token, client_cert) {
+            (Some(t), _) => Auth::Token(t),
+            (None, true) => Auth::ClientCert,
+            (None, false) => Auth::None,
+        };
+        fake.write_kubeconfig(path, auth);
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", fake.url());
+    let _ = writeln!(out, "{}", fake.admin_url().unwrap_or_default());
+    let _ = out.flush();
+    drop(out);
+    loop {
+        std::thread::park();
+    }
+}

@@ -1,0 +1,1196 @@
+//! Self-tests of the fake kube-apiserver, compared with the captures from a real kube-apiserver
+//! in `shared/fixtures/real-apiserver/`. A tiny raw HTTP/1.1 client is used so that chunk
+//! boundaries, clean ends (terminating chunk) and aborted connections are visible.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::value::RawValue;
+use support::fake_apiserver::{
+    Auth, ClientAuth, Failure, FakeApiServer, MALFORMED_FRAME, Options, Target,
+    WATCH_EXPIRED_FRAME, realistic_event, realistic_key,
+};
+use tokio_rustls::rustls;
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------------------------
+
+fn fixture_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("FAKEAPI_FIXTURES") {
+        return PathBuf::from(d);
+    }
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    for base in manifest.ancestors() {
+        let d = base.join("shared/fixtures/real-apiserver");
+        if d.is_dir() {
+            return d;
+        }
+    }
+    panic!("shared/fixtures/real-apiserver not found above {manifest:?}");
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture_dir().join(name)).unwrap()
+}
+
+/// Raw items of a list fixture, in order.
+fn fixture_items(name: &str) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    struct L<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    let text = fixture(name);
+    let l: L = serde_json::from_str(&text).unwrap();
+    l.items.iter().map(|r| r.get().to_string()).collect()
+}
+
+fn ns_name(obj: &str) -> (String, String) {
+    let v: serde_json::Value = serde_json::from_str(obj).unwrap();
+    (
+        v["metadata"]["namespace"].as_str().unwrap().to_string(),
+        v["metadata"]["name"].as_str().unwrap().to_string(),
+    )
+}
+
+/// Top-level keys of a JSON object, in order.
+fn keys(obj: &str) -> Vec<String> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(k) = m.next_key::<String>()? {
+                let _: &RawValue = m.next_value()?;
+                out.push(k);
+            }
+            Ok(out)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(obj);
+    serde::Deserializer::deserialize_map(&mut de, V).unwrap()
+}
+
+fn raw_member(obj: &str, key: &str) -> Option<String> {
+    let m: std::collections::BTreeMap<String, &RawValue> = serde_json::from_str(obj).unwrap();
+    m.get(key).map(|r| r.get().to_string())
+}
+
+/// Raw items of a list body.
+fn items(body: &str) -> Vec<String> {
+    let raw = raw_member(body, "items").unwrap();
+    let items: Vec<&RawValue> = serde_json::from_str(&raw).unwrap();
+    items.iter().map(|r| r.get().to_string()).collect()
+}
+
+fn b64url(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn unb64url(s: &str) -> String {
+    String::from_utf8(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// Replaces every `"resourceVersion":"<digits>"` value by `X` and the rv inside continue tokens,
+/// so bodies from the fake and the capture can be compared byte for byte.
+fn norm(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    loop {
+        let rv = rest.find("\"resourceVersion\":\"");
+        let ct = rest.find("\"continue\":\"");
+        match (rv, ct) {
+            (Some(i), c) if c.is_none_or(|c| i < c) => {
+                let start = i + "\"resourceVersion\":\"".len();
+                out.push_str(&rest[..start]);
+                out.push('X');
+                let digits = rest[start..].find('"').unwrap();
+                rest = &rest[start + digits..];
+            }
+            (_, Some(c)) => {
+                let start = c + "\"continue\":\"".len();
+                out.push_str(&rest[..start]);
+                let end = rest[start..].find('"').unwrap();
+                let tok = unb64url(&rest[start..start + end]);
+                let rvpos = tok.find("\"rv\":").unwrap() + 5;
+                let rvend = rvpos + tok[rvpos..].find(',').unwrap();
+                let rvval = &tok[rvpos..rvend];
+                let keep = if rvval == "-1" { "-1" } else { "X" };
+                out.push_str(&format!("<{}{keep}{}>", &tok[..rvpos], &tok[rvend..]));
+                rest = &rest[start + end..];
+            }
+            _ => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
+}
+
+/// A fake loaded with the objects of the compact list capture, created in rv order.
+fn fake_with_fixture_list(opts: Options) -> FakeApiServer {
+    let fake = FakeApiServer::start(opts);
+    for item in fixture_items("raw-list-compact.json") {
+        let (ns, name) = ns_name(&item);
+        fake.create_raw(&ns, &name, &item);
+    }
+    fake
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 client (plain or TLS) with visible chunking
+// ---------------------------------------------------------------------------------------------
+
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+struct Http {
+    reader: BufReader<Box<dyn Stream>>,
+    tcp: TcpStream,
+    status: u16,
+    headers: Vec<(String, String)>,
+    chunked: bool,
+    length: Option<usize>,
+    done: bool,
+    /// Decoded body bytes not yet returned as lines.
+    pending: Vec<u8>,
+}
+
+enum Line {
+    Line(String),
+    /// The body ended cleanly (terminating chunk).
+    End,
+}
+
+fn plain(fake: &FakeApiServer) -> (Box<dyn Stream>, TcpStream) {
+    let tcp = TcpStream::connect(("127.0.0.1", fake.port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    (Box::new(tcp.try_clone().unwrap()), tcp)
+}
+
+fn tls_config(ca_pem: &str, client: Option<(String, String)>) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    Arc::new(match client {
+        None => b.with_no_client_auth(),
+        Some((cert, key)) => b
+            .with_client_auth_cert(
+                vec![CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+    })
+}
+
+fn tls(fake: &FakeApiServer, config: Arc<rustls::ClientConfig>) -> (Box<dyn Stream>, TcpStream) {
+    let tcp = TcpStream::connect(("127.0.0.1", fake.port())).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    (
+        Box::new(rustls::StreamOwned::new(conn, tcp.try_clone().unwrap())),
+        tcp,
+    )
+}
+
+fn request_on(
+    (mut s, tcp): (Box<dyn Stream>, TcpStream),
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Http> {
+    let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes())?;
+    s.flush()?;
+    let mut reader = BufReader::new(s);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "no response"));
+    }
+    let status: u16 = line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap();
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let chunked = get("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    let length = get("content-length").map(|v| v.parse().unwrap());
+    Ok(Http {
+        reader,
+        tcp,
+        status,
+        headers,
+        chunked,
+        length,
+        done: false,
+        pending: Vec::new(),
+    })
+}
+
+fn get(fake: &FakeApiServer, target: &str) -> Http {
+    request_on(plain(fake), "GET", target, &[]).unwrap()
+}
+
+impl Http {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set_timeout(&self, d: Duration) {
+        self.tcp.set_read_timeout(Some(d)).unwrap();
+    }
+
+    /// The next decoded piece of the body; None at a clean end; Err if the connection ends
+    /// without the terminating chunk (or times out).
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.done {
+            return Ok(None);
+        }
+        if !self.chunked {
+            let n = self.length.unwrap_or(0);
+            let mut b = vec![0; n];
+            self.reader.read_exact(&mut b)?;
+            self.done = true;
+            return Ok(Some(b));
+        }
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "eof before chunk size",
+            ));
+        }
+        let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap(), 16)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        if size == 0 {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            self.done = true;
+            return Ok(None);
+        }
+        let mut b = vec![0; size + 2];
+        self.reader.read_exact(&mut b)?;
+        b.truncate(size);
+        Ok(Some(b))
+    }
+
+    fn body(mut self) -> String {
+        let mut out = Vec::new();
+        while let Some(c) = self.next_chunk().unwrap() {
+            out.extend(c);
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    fn next_line(&mut self) -> io::Result<Line> {
+        loop {
+            if let Some(p) = self.pending.iter().position(|b| *b == b'\n') {
+                let rest = self.pending.split_off(p + 1);
+                let mut line = std::mem::replace(&mut self.pending, rest);
+                line.pop();
+                return Ok(Line::Line(String::from_utf8(line).unwrap()));
+            }
+            match self.next_chunk()? {
+                Some(c) => self.pending.extend(c),
+                None => {
+                    assert!(self.pending.is_empty(), "body ended with a partial line");
+                    return Ok(Line::End);
+                }
+            }
+        }
+    }
+
+    fn line(&mut self) -> String {
+        match self.next_line().unwrap() {
+            Line::Line(l) => l,
+            Line::End => panic!("stream ended, expected a line"),
+        }
+    }
+
+    fn expect_end(&mut self) {
+        match self.next_line().unwrap() {
+            Line::End => {}
+            Line::Line(l) => panic!("expected a clean end, got {l}"),
+        }
+    }
+}
+
+fn frame_type(line: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["type"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn unpaged_list_is_byte_identical_to_the_capture_up_to_resource_versions() {
+    let fake = fake_with_fixture_list(Options::default());
+    let r = get(&fake, "/api/v1/events?limit=500");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    let body = r.body();
+    assert_eq!(norm(&body), norm(&fixture("raw-list-compact.json")));
+    // The top-level rv is the store's, and without limit the answer is the same.
+    assert!(body.starts_with(&format!(
+        "{{\"kind\":\"EventList\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{}\"}},\"items\":[",
+        fake.current_rv()
+    )));
+    assert_eq!(get(&fake, "/api/v1/events").body(), body);
+}
+
+#[test]
+fn paged_list_matches_the_capture_and_continue_tokens_visit_every_object_once() {
+    let fake = fake_with_fixture_list(Options::default());
+    let p1 = get(&fake, "/api/v1/events?limit=2").body();
+    assert_eq!(norm(&p1), norm(&fixture("raw-list-page1.json")));
+    let meta = raw_member(&p1, "metadata").unwrap();
+    assert_eq!(keys(&p1), ["kind", "apiVersion", "metadata", "items"]);
+    assert_eq!(
+        keys(&meta),
+        ["resourceVersion", "continue", "remainingItemCount"]
+    );
+    let tok: String = serde_json::from_str(&raw_member(&meta, "continue").unwrap()).unwrap();
+    assert_eq!(
+        unb64url(&tok),
+        format!(
+            "{{\"v\":\"meta.k8s.io/v1\",\"rv\":{},\"start\":\"default/sched.187a1f2e3c4d0001\\u0000\"}}",
+            fake.current_rv()
+        )
+    );
+    let p2 = get(&fake, &format!("/api/v1/events?limit=2&continue={tok}")).body();
+    assert_eq!(norm(&p2), norm(&fixture("raw-list-page2.json")));
+
+    // Follow the tokens to the end: every object once, in key order; the last page has neither
+    // continue nor remainingItemCount.
+    let mut seen = Vec::new();
+    let mut target = "/api/v1/events?limit=3".to_string();
+    loop {
+        let page = get(&fake, &target).body();
+        let meta = raw_member(&page, "metadata").unwrap();
+        for i in &items(&page) {
+            assert!(!keys(i).contains(&"kind".to_string()));
+            let (ns, name) = ns_name(i);
+            seen.push(format!("{ns}/{name}"));
+        }
+        match raw_member(&meta, "continue") {
+            Some(c) => {
+                let c: String = serde_json::from_str(&c).unwrap();
+                assert!(raw_member(&meta, "remainingItemCount").is_some());
+                target = format!("/api/v1/events?limit=3&continue={c}");
+            }
+            None => {
+                assert_eq!(keys(&meta), ["resourceVersion"]);
+                break;
+            }
+        }
+    }
+    let mut expected: Vec<String> = fixture_items("raw-list-compact.json")
+        .iter()
+        .map(|i| {
+            let (ns, n) = ns_name(i);
+            format!("{ns}/{n}")
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(seen.len(), 7);
+}
+
+#[test]
+fn continuation_pages_are_served_at_the_first_pages_resource_version() {
+    let fake = FakeApiServer::start(Options::default());
+    for n in ["a", "b", "c", "d"] {
+        fake.create("ns", n, r#"{"reason":"R","count":1}"#);
+    }
+    let p1 = get(&fake, "/api/v1/events?limit=2").body();
+    let rv1 = fake.current_rv();
+    let tok: String = serde_json::from_str(
+        &raw_member(&raw_member(&p1, "metadata").unwrap(), "continue").unwrap(),
+    )
+    .unwrap();
+    // Changes after the first page: c modified, d deleted, e created.
+    fake.set_count("ns", "c", 5);
+    fake.delete("ns", "d");
+    fake.create("ns", "e", r#"{"reason":"R","count":1}"#);
+    let p2 = get(&fake, &format!("/api/v1/events?limit=2&continue={tok}")).body();
+    let items = items(&p2);
+    let names: Vec<String> = items.iter().map(|i| ns_name(i).1).collect();
+    assert_eq!(names, ["c", "d"]);
+    assert!(items[0].contains("\"count\":1"));
+    assert_eq!(
+        raw_member(&p2, "metadata").unwrap(),
+        format!("{{\"resourceVersion\":\"{rv1}\"}}")
+    );
+}
+
+#[test]
+fn expired_continue_token_gives_410_with_a_fresh_token_like_the_capture() {
+    let fake = FakeApiServer::start(Options::default());
+    for n in ["aaa", "churn.8j6w4", "zzz"] {
+        fake.create("default", n, r#"{"reason":"Churn"}"#);
+    }
+    let p1 = get(&fake, "/api/v1/events?limit=2").body();
+    let tok: String = serde_json::from_str(
+        &raw_member(&raw_member(&p1, "metadata").unwrap(), "continue").unwrap(),
+    )
+    .unwrap();
+    fake.create("default", "zzzz", r#"{"reason":"Churn"}"#);
+    fake.compact();
+    let r = get(&fake, &format!("/api/v1/events?limit=2&continue={tok}"));
+    assert_eq!(r.status, 410);
+    let body = r.body();
+    assert_eq!(body, fixture("raw-list-expired-continue.json"));
+    // The fresh token continues (inconsistently) from the same place, at the current state.
+    let fresh: String = serde_json::from_str(
+        &raw_member(&raw_member(&body, "metadata").unwrap(), "continue").unwrap(),
+    )
+    .unwrap();
+    let p2 = get(&fake, &format!("/api/v1/events?limit=2&continue={fresh}")).body();
+    let items = items(&p2);
+    let names: Vec<String> = items.iter().map(|i| ns_name(i).1).collect();
+    assert_eq!(names, ["zzz", "zzzz"]);
+    assert_eq!(
+        raw_member(&p2, "metadata").unwrap(),
+        format!("{{\"resourceVersion\":\"{}\"}}", fake.current_rv())
+    );
+    // A token that does not decode is a 400.
+    assert_eq!(
+        get(
+            &fake,
+            &format!("/api/v1/events?continue={}", b64url("junk"))
+        )
+        .status,
+        400
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watches
+// ---------------------------------------------------------------------------------------------
+
+/// Replays the captured watch through create/patch/delete and checks that a watch from before
+/// the first change yields the same frames, byte for byte up to resource versions.
+#[test]
+fn watch_replays_the_capture_frame_for_frame() {
+    let fake = FakeApiServer::start(Options::default());
+    let start = fake.current_rv();
+    let captured: Vec<String> = fixture("raw-watch.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for line in &captured {
+        let obj = raw_member(line, "object").unwrap();
+        let (ns, name) = ns_name(&obj);
+        match frame_type(line).as_str() {
+            "ADDED" => {
+                fake.create_raw(&ns, &name, &obj);
+            }
+            "MODIFIED" => {
+                fake.patch(&ns, &name, &obj);
+            }
+            "DELETED" => {
+                fake.delete(&ns, &name);
+            }
+            t => panic!("unexpected {t}"),
+        }
+    }
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={start}"),
+    );
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("content-type"), Some("application/json"));
+    assert_eq!(w.header("transfer-encoding"), Some("chunked"));
+    for (i, expected) in captured.iter().enumerate() {
+        let got = w.line();
+        assert_eq!(norm(&got), norm(expected), "frame {i}");
+        // kind/apiVersion first, and the real resourceVersion sequence.
+        assert!(got.contains(r#""object":{"kind":"Event","apiVersion":"v1","metadata":{"name":"#));
+        assert!(got.contains(&format!("\"resourceVersion\":\"{}\"", start + 1 + i as u64)));
+    }
+    // Then live changes.
+    fake.set_count("demo", "job-1.7t2vv", 2);
+    let live = w.line();
+    assert!(live.starts_with(r#"{"type":"MODIFIED","object":{"kind":"Event","apiVersion":"v1","#));
+    assert_eq!(
+        live,
+        format!(
+            "{{\"type\":\"MODIFIED\",\"object\":{}}}",
+            fake.object_line("demo", "job-1.7t2vv")
+        )
+    );
+}
+
+#[test]
+fn watch_from_r_sends_only_later_changes_then_live_ones() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.create("ns", "old", r#"{"reason":"Old"}"#);
+    let r = fake.current_rv();
+    fake.create("ns", "new", r#"{"reason":"New","count":1}"#);
+    let deleted_rv = fake.delete("ns", "old");
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=true&resourceVersion={r}"),
+    );
+    let l1 = w.line();
+    assert_eq!(
+        l1,
+        format!(
+            "{{\"type\":\"ADDED\",\"object\":{}}}",
+            fake.object_line("ns", "new")
+        )
+    );
+    let l2 = w.line();
+    assert!(l2.starts_with(r#"{"type":"DELETED","object":{"kind":"Event","apiVersion":"v1","metadata":{"name":"old","namespace":"ns","#));
+    assert!(l2.contains(&format!("\"resourceVersion\":\"{deleted_rv}\"")));
+    assert!(l2.ends_with(r#""reason":"Old"}}"#));
+    // Byte-exact preservation of the given fields, metadata first.
+    assert!(l1.ends_with(r#","reason":"New","count":1}}"#));
+    fake.create("ns", "live", r#"{"reason":"Live"}"#);
+    assert_eq!(
+        w.line(),
+        format!(
+            "{{\"type\":\"ADDED\",\"object\":{}}}",
+            fake.object_line("ns", "live")
+        )
+    );
+}
+
+#[test]
+fn watch_without_version_or_from_zero_starts_with_synthetic_added_for_current_objects() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.create("b", "x", r#"{"reason":"X"}"#);
+    fake.create("a", "y", r#"{"reason":"Y"}"#);
+    fake.create("a", "z", r#"{"reason":"Z"}"#);
+    fake.set_count("a", "y", 3);
+    fake.delete("a", "z");
+    for q in ["watch=1", "watch=1&resourceVersion=0"] {
+        let mut w = get(&fake, &format!("/api/v1/events?{q}"));
+        assert_eq!(
+            w.line(),
+            format!(
+                "{{\"type\":\"ADDED\",\"object\":{}}}",
+                fake.object_line("a", "y")
+            )
+        );
+        assert_eq!(
+            w.line(),
+            format!(
+                "{{\"type\":\"ADDED\",\"object\":{}}}",
+                fake.object_line("b", "x")
+            )
+        );
+        fake.set_count("b", "x", 2);
+        assert_eq!(frame_type(&w.line()), "MODIFIED");
+    }
+}
+
+#[test]
+fn send_initial_events_ends_with_the_initial_events_end_bookmark() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.create("a", "y", r#"{"reason":"Y"}"#);
+    let mut w = get(
+        &fake,
+        "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
+    );
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    assert_eq!(
+        w.line(),
+        format!(
+            r#"{{"type":"BOOKMARK","object":{{"kind":"Event","apiVersion":"v1","metadata":{{"resourceVersion":"{}","creationTimestamp":null,"annotations":{{"k8s.io/initial-events-end":"true"}}}},"involvedObject":{{}},"reportingComponent":"","reportingInstance":"","source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null}}}}"#,
+            fake.current_rv()
+        )
+    );
+}
+
+#[test]
+fn expired_watch_version_gives_200_and_the_captured_error_frame() {
+    let fake = FakeApiServer::start(Options::default());
+    let r = fake.create("ns", "a", r#"{"reason":"A"}"#);
+    fake.create("ns", "b", r#"{"reason":"B"}"#);
+    fake.compact();
+    let w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={r}"),
+    );
+    assert_eq!(w.status, 200);
+    assert_eq!(w.body(), fixture("raw-watch-expired.jsonl"));
+    assert_eq!(
+        format!("{WATCH_EXPIRED_FRAME}\n"),
+        fixture("raw-watch-expired.jsonl")
+    );
+    // Versions older than the initial one are expired too; the compaction point itself is not.
+    let c = fake.compacted_rv();
+    assert_eq!(c, fake.current_rv());
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={c}"),
+    );
+    fake.create("ns", "c", r#"{"reason":"C"}"#);
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    let w = get(&fake, "/api/v1/events?watch=1&resourceVersion=1");
+    assert_eq!(w.body(), fixture("raw-watch-expired.jsonl"));
+}
+
+#[test]
+fn timeout_seconds_ends_the_stream_cleanly() {
+    let fake = FakeApiServer::start(Options::default());
+    let t = Instant::now();
+    let mut w = get(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
+    w.expect_end();
+    let e = t.elapsed();
+    assert!(
+        e >= Duration::from_millis(900) && e < Duration::from_secs(5),
+        "{e:?}"
+    );
+    assert_eq!(fake.open_watch_count(), 0);
+}
+
+#[test]
+fn bookmarks_only_when_configured_and_allowed() {
+    let fake = FakeApiServer::start(Options {
+        bookmark_interval: Some(Duration::from_millis(200)),
+        ..Options::default()
+    });
+    fake.create("ns", "a", r#"{"reason":"A"}"#);
+    let rv = fake.current_rv();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"),
+    );
+    assert_eq!(
+        w.line(),
+        format!(
+            r#"{{"type":"BOOKMARK","object":{{"kind":"Event","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}","creationTimestamp":null}},"involvedObject":{{}},"reportingComponent":"","reportingInstance":"","source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null}}}}"#
+        )
+    );
+    // Without allowWatchBookmarks: nothing within a second, then the timeout end.
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={rv}&timeoutSeconds=1"),
+    );
+    w.expect_end();
+    // Default options: no bookmark either, even when allowed.
+    let quiet = FakeApiServer::start(Options::default());
+    let mut w = get(
+        &quiet,
+        "/api/v1/events?watch=1&allowWatchBookmarks=true&timeoutSeconds=1",
+    );
+    w.expect_end();
+    // On demand.
+    let mut w = get(&quiet, "/api/v1/events?watch=1&allowWatchBookmarks=true");
+    assert!(quiet.wait_for_watches(1, Duration::from_secs(5)));
+    quiet.send_bookmark();
+    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication and TLS
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn bearer_token_auth_answers_like_the_real_server() {
+    let fake = FakeApiServer::start(Options {
+        token: Some("s3cret".into()),
+        ..Options::default()
+    });
+    let r = request_on(
+        plain(&fake),
+        "GET",
+        "/api/v1/events",
+        &[("User-Agent", "curl/8.5.0")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body(), fixture("raw-unauthorized.json"));
+    let r = request_on(
+        plain(&fake),
+        "GET",
+        "/api/v1/events",
+        &[("User-Agent", "kube-event-pipe")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        r.body(),
+        r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events is forbidden: User \"system:anonymous\" cannot list resource \"events\" in API group \"\" at the cluster scope","reason":"Forbidden","details":{"kind":"events"},"code":403}
+"#
+    );
+    let r = request_on(
+        plain(&fake),
+        "GET",
+        "/api/v1/events",
+        &[("Authorization", "Bearer wrong")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.body(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}\n"
+    );
+    let r = request_on(
+        plain(&fake),
+        "GET",
+        "/api/v1/events",
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let reqs = fake.requests();
+    assert_eq!(
+        reqs.iter().map(|r| r.status.unwrap()).collect::<Vec<_>>(),
+        [403, 403, 401, 200]
+    );
+    assert_eq!(reqs[3].authorization.as_deref(), Some("Bearer s3cret"));
+}
+
+#[test]
+fn tls_with_the_generated_ca_and_client_certificates() {
+    let fake = FakeApiServer::start(Options {
+        tls: true,
+        token: Some("t".into()),
+        client_auth: ClientAuth::Required,
+        ..Options::default()
+    });
+    fake.create("ns", "a", r#"{"reason":"A"}"#);
+    assert!(fake.url().starts_with("https://127.0.0.1:"));
+    let ca = fake.ca_pem().unwrap();
+    let client = Some((
+        fake.client_cert_pem().unwrap(),
+        fake.client_key_pem().unwrap(),
+    ));
+    // With the client certificate: authenticated without a token.
+    let r = request_on(
+        tls(&fake, tls_config(&ca, client.clone())),
+        "GET",
+        "/api/v1/events",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r.body().contains("\"name\":\"a\""));
+    // Without one: the handshake is refused.
+    let before = fake.tls_handshake_failures();
+    assert!(
+        request_on(
+            tls(&fake, tls_config(&ca, None)),
+            "GET",
+            "/api/v1/events",
+            &[]
+        )
+        .is_err()
+    );
+    assert_eq!(fake.tls_handshake_failures(), before + 1);
+    // A client trusting another CA refuses the server.
+    let other = FakeApiServer::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    assert!(
+        request_on(
+            tls(&fake, tls_config(&other.ca_pem().unwrap(), client)),
+            "GET",
+            "/api/v1/events",
+            &[]
+        )
+        .is_err()
+    );
+    // Optional client auth: no certificate means anonymous.
+    let optional = FakeApiServer::start(Options {
+        tls: true,
+        client_auth: ClientAuth::Optional,
+        ..Options::default()
+    });
+    let r = request_on(
+        tls(&optional, tls_config(&optional.ca_pem().unwrap(), None)),
+        "GET",
+        "/api/v1/events",
+        &[],
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn kubeconfig_text_has_the_expected_fields() {
+    let fake = FakeApiServer::start(Options {
+        tls: true,
+        ..Options::default()
+    });
+    let kc = fake.kubeconfig(Auth::ClientCert);
+    assert!(kc.contains(&format!("server: https://127.0.0.1:{}\n", fake.port())));
+    for f in [
+        "certificate-authority-data: ",
+        "client-certificate-data: ",
+        "client-key-data: ",
+    ] {
+        let line = kc.lines().find(|l| l.trim_start().starts_with(f)).unwrap();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(line.trim_start().trim_start_matches(f))
+            .unwrap();
+        assert!(String::from_utf8(pem).unwrap().starts_with("-----BEGIN "));
+    }
+    let plain = FakeApiServer::start(Options::default());
+    let kc = plain.kubeconfig(Auth::Token("abc".into()));
+    assert!(kc.contains(&format!("server: http://127.0.0.1:{}\n", plain.port())));
+    assert!(kc.contains("token: \"abc\""));
+    assert!(!kc.contains("certificate-authority-data"));
+}
+
+/// kube-rs itself loads the written kubeconfig, lists with pages and watches, over TLS, with a
+/// token and with a client certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_client_works_against_the_fake() {
+    use futures_util::{StreamExt, TryStreamExt};
+    use k8s_openapi::api::core::v1::Event;
+    use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+
+    for (client_auth, auth) in [
+        (ClientAuth::None, Auth::Token("s3cret".into())),
+        (ClientAuth::Required, Auth::ClientCert),
+    ] {
+        let fake = FakeApiServer::start(Options {
+            tls: true,
+            token: Some("s3cret".into()),
+            client_auth,
+            ..Options::default()
+        });
+        fake.create_realistic(0..5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        fake.write_kubeconfig(&path, auth.clone());
+        let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let api: Api<Event> = Api::all(client);
+        let p1 = api.list(&ListParams::default().limit(2)).await.unwrap();
+        assert_eq!(p1.items.len(), 2, "{auth:?}");
+        assert_eq!(p1.metadata.remaining_item_count, Some(3));
+        let p2 = api
+            .list(
+                &ListParams::default()
+                    .limit(10)
+                    .continue_token(p1.metadata.continue_.as_deref().unwrap()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p2.items.len(), 3);
+        assert_eq!(p2.metadata.continue_, None);
+
+        let rv = fake.current_rv().to_string();
+        let mut stream = api
+            .watch(&WatchParams::default().timeout(10), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        let (ns, name) = realistic_key(3);
+        fake.set_count(&ns, &name, 77);
+        match stream.try_next().await.unwrap().unwrap() {
+            WatchEvent::Modified(e) => {
+                assert_eq!(e.count, Some(77));
+                assert_eq!(e.metadata.name.as_deref(), Some(name.as_str()));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        // An expired version: kube-rs sees the in-stream 410.
+        fake.compact();
+        let mut stream = api
+            .watch(&WatchParams::default(), "101")
+            .await
+            .unwrap()
+            .boxed();
+        match stream.try_next().await.unwrap().unwrap() {
+            WatchEvent::Error(e) => assert_eq!(e.code, 410),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn drop_watches_aborts_connections_with_or_without_half_a_frame() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.create("ns", "a", r#"{"reason":"A"}"#);
+    let mut w = get(&fake, "/api/v1/events?watch=1");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    fake.drop_watches(false);
+    let e = w.next_line().err().expect("aborted, not a clean end");
+    assert_ne!(e.kind(), io::ErrorKind::WouldBlock);
+    assert!(w.pending.is_empty());
+
+    let mut w = get(&fake, "/api/v1/events?watch=1");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    fake.drop_watches(true);
+    assert!(w.next_line().is_err());
+    assert!(!w.pending.is_empty(), "half a frame was written");
+    assert!(!w.pending.contains(&b'\n'));
+    assert!(serde_json::from_slice::<serde_json::Value>(&w.pending).is_err());
+    // The server still serves new watches.
+    let mut w = get(&fake, "/api/v1/events?watch=1");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+}
+
+#[test]
+fn stall_holds_watches_and_new_requests_until_cleared() {
+    let fake = FakeApiServer::start(Options::default());
+    let rv = fake.current_rv();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={rv}"),
+    );
+    assert!(fake.wait_for_watches(1, Duration::from_secs(5)));
+    fake.set_stalled(true);
+    fake.create("ns", "a", r#"{"reason":"A"}"#);
+    w.set_timeout(Duration::from_millis(700));
+    let e = w.next_line().err().expect("nothing while stalled");
+    assert!(matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ));
+    // A new request gets no answer either.
+    let (mut s, tcp) = plain(&fake);
+    tcp.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    s.write_all(b"GET /api/v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1];
+    let e = s.read(&mut buf).expect_err("no answer while stalled");
+    assert!(matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ));
+    assert_eq!(fake.list_request_count(), 1);
+    assert_eq!(fake.requests()[1].status, None);
+    fake.set_stalled(false);
+    w.set_timeout(Duration::from_secs(10));
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(s.read(&mut buf).unwrap(), 1);
+    assert_eq!(&buf, b"H");
+}
+
+#[test]
+fn malformed_frames_and_in_stream_410_reach_open_watches_in_order() {
+    let fake = FakeApiServer::start(Options::default());
+    let rv = fake.current_rv();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={rv}"),
+    );
+    assert!(fake.wait_for_watches(1, Duration::from_secs(5)));
+    fake.create("ns", "a", r#"{"reason":"A"}"#);
+    fake.inject_malformed_frame();
+    fake.inject_watch_line("not json at all");
+    fake.create("ns", "b", r#"{"reason":"B"}"#);
+    fake.expire_watches();
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    assert_eq!(w.line(), MALFORMED_FRAME);
+    assert_eq!(w.line(), "not json at all");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    assert_eq!(w.line(), WATCH_EXPIRED_FRAME);
+    w.expect_end();
+}
+
+#[test]
+fn injected_failures_answer_the_next_requests_then_stop() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.fail_next(2, Failure::InternalError);
+    for _ in 0..2 {
+        let r = get(&fake, "/api/v1/events");
+        assert_eq!(r.status, 500);
+        assert!(r.body().contains("\"reason\":\"InternalError\""));
+    }
+    assert_eq!(get(&fake, "/api/v1/events").status, 200);
+
+    fake.fail_next(
+        1,
+        Failure::TooManyRequests {
+            retry_after_secs: 3,
+        },
+    );
+    let r = get(&fake, "/api/v1/events");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("3"));
+    assert_eq!(
+        r.body(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Too many requests, please try again later.\",\"reason\":\"TooManyRequests\",\"details\":{\"retryAfterSeconds\":3},\"code\":429}\n"
+    );
+
+    fake.fail_next_for(Target::Watch, 1, Failure::ServiceUnavailable);
+    assert_eq!(get(&fake, "/api/v1/events").status, 200);
+    let r = get(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
+    assert_eq!(r.status, 503);
+    assert!(r.body().contains("\"code\":503"));
+    let mut w = get(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
+    assert_eq!(w.status, 200);
+    w.expect_end();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request log, other paths, objects
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn request_log_tells_lists_from_watches() {
+    let fake = FakeApiServer::start(Options::default());
+    assert_eq!(get(&fake, "/api/v1/events?limit=500").status, 200);
+    let mut w = get(
+        &fake,
+        "/api/v1/events?watch=true&allowWatchBookmarks=true&resourceVersion=100&timeoutSeconds=1",
+    );
+    w.expect_end();
+    let r = get(&fake, "/api/v1/pods");
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.body(),
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server could not find the requested resource\",\"reason\":\"NotFound\",\"details\":{},\"code\":404}\n"
+    );
+    assert_eq!(fake.list_request_count(), 1);
+    assert_eq!(fake.watch_request_count(), 1);
+    let reqs = fake.requests();
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs[0].is_list() && !reqs[0].is_watch());
+    assert_eq!(reqs[1].param("resourceVersion"), Some("100"));
+    assert_eq!(reqs[1].param("allowWatchBookmarks"), Some("true"));
+    assert_eq!(reqs[1].path, "/api/v1/events");
+    assert!(!reqs[2].is_list());
+    fake.clear_requests();
+    assert!(fake.requests().is_empty());
+}
+
+#[test]
+fn create_patch_and_series_keep_bytes_and_order() {
+    let fake = FakeApiServer::start(Options::default());
+    let fields = r#"{"involvedObject":{"kind":"Pod","namespace":"demo","name":"web"},"reason":"BackOff","message":"é \"quoted\" \u00e9","count":1,"type":"Warning","eventTime":null}"#;
+    let rv = fake.create("demo", "web.1", fields);
+    let obj = fake.object("demo", "web.1").unwrap();
+    let meta = raw_member(&obj, "metadata").unwrap();
+    assert_eq!(
+        keys(&meta),
+        [
+            "name",
+            "namespace",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp"
+        ]
+    );
+    assert!(meta.starts_with(r#"{"name":"web.1","namespace":"demo","uid":""#));
+    assert!(meta.contains(&format!("\"resourceVersion\":\"{rv}\"")));
+    assert_eq!(keys(&obj)[0], "metadata");
+    assert!(obj.ends_with(&fields[1..]), "{obj}");
+    // patch: replace in place, add new core fields where the real server puts them.
+    fake.patch(
+        "demo",
+        "web.1",
+        r#"{"count":2,"reportingComponent":"kubelet","action":"Pull"}"#,
+    );
+    let obj = fake.object("demo", "web.1").unwrap();
+    assert_eq!(
+        keys(&obj),
+        [
+            "metadata",
+            "involvedObject",
+            "reason",
+            "message",
+            "count",
+            "type",
+            "eventTime",
+            "action",
+            "reportingComponent"
+        ]
+    );
+    assert!(obj.contains("\"count\":2,"));
+    fake.set_series_count("demo", "web.1", 4);
+    let obj = fake.object("demo", "web.1").unwrap();
+    assert!(obj.contains(r#""eventTime":null,"series":{"count":4,"lastObservedTime":""#));
+    fake.set_series_count("demo", "web.1", 5);
+    assert!(
+        fake.object("demo", "web.1")
+            .unwrap()
+            .contains(r#""series":{"count":5,"#)
+    );
+    assert_eq!(
+        fake.object_line("demo", "web.1"),
+        format!(
+            "{{\"kind\":\"Event\",\"apiVersion\":\"v1\",{}",
+            &fake.object("demo", "web.1").unwrap()[1..]
+        )
+    );
+    assert_eq!(fake.len(), 1);
+    fake.delete("demo", "web.1");
+    assert!(fake.is_empty());
+    assert!(fake.object("demo", "web.1").is_none());
+}
+
+#[test]
+fn realistic_events_are_about_a_kilobyte_and_spread_over_namespaces() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.create_realistic(0..200);
+    assert_eq!(fake.len(), 200);
+    let lines = fake.object_lines();
+    let mut namespaces = std::collections::BTreeSet::new();
+    for l in &lines {
+        assert!((700..1400).contains(&l.len()), "{} bytes: {l}", l.len());
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let msg = v["message"].as_str().unwrap();
+        assert!(
+            (90..=220).contains(&msg.len()),
+            "{} byte message: {msg}",
+            msg.len()
+        );
+        namespaces.insert(v["metadata"]["namespace"].as_str().unwrap().to_string());
+    }
+    assert!(namespaces.len() >= 20);
+    assert_eq!(realistic_event(7), realistic_event(7));
+    assert_ne!(realistic_key(7), realistic_key(8));
+}
