@@ -1,5 +1,5 @@
 //! Self-tests of the fake kube-apiserver, compared with the captures from a real kube-apiserver
-//! in `shared/fixtures/real-apiserver/`. A tiny raw HTTP/1.1 client is used so that chunk
+//! in `tests/fixtures/real-apiserver/`. A tiny raw HTTP/1.1 client is used so that chunk
 //! boundaries, clean ends (terminating chunk) and aborted connections are visible.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,17 +24,7 @@ use tokio_rustls::rustls;
 // ---------------------------------------------------------------------------------------------
 
 fn fixture_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("FAKEAPI_FIXTURES") {
-        return PathBuf::from(d);
-    }
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    for base in manifest.ancestors() {
-        let d = base.join("shared/fixtures/real-apiserver");
-        if d.is_dir() {
-            return d;
-        }
-    }
-    panic!("shared/fixtures/real-apiserver not found above {manifest:?}");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/real-apiserver")
 }
 
 fn fixture(name: &str) -> String {

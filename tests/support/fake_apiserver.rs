@@ -1,6 +1,6 @@
 //! A fake kube-apiserver for core/v1 Events, speaking the real wire format.
 //!
-//! Shapes and bytes follow the captures in `shared/fixtures/real-apiserver/`:
+//! Shapes and bytes follow the captures in `tests/fixtures/real-apiserver/`:
 //! list bodies (`EventList`, items without `kind`/`apiVersion`, `continue` and
 //! `remainingItemCount` only when more remain), continue tokens, watch frames (objects with
 //! `kind`/`apiVersion` first), the in-stream `ERROR` frame for an expired watch version, the

@@ -1,4 +1,3 @@
-//! Test support shared by the integration tests (`mod support;`).
 #![allow(dead_code)]
-
+pub mod daemon;
 pub mod fake_apiserver;

@@ -1,0 +1,431 @@
+//! The main job end to end: the real binary against a fake API server that answers like
+//! kube-apiserver. Every test checks what an operator would look at: the lines in the output
+//! file, and what the daemon asked the server.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
+use support::fake_apiserver::{Auth, ClientAuth, FakeApiServer, Options};
+
+const T: Duration = Duration::from_secs(20);
+
+fn event(reason: &str, count: u64) -> String {
+    format!(
+        r#"{{"involvedObject":{{"kind":"Pod","namespace":"demo","name":"web-1"}},"reason":"{reason}","message":"Back-off restarting failed container","source":{{"component":"kubelet","host":"node-1"}},"firstTimestamp":"2026-11-26T06:00:00Z","lastTimestamp":"2026-11-26T06:00:00Z","count":{count},"type":"Warning"}}"#
+    )
+}
+
+fn start(layout: &Layout, extra: &[&str]) -> Daemon {
+    let mut args: Vec<String> = layout.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(&args)
+}
+
+fn server() -> FakeApiServer {
+    FakeApiServer::start(Options::default())
+}
+
+fn no_duplicates(lines: &[String]) {
+    let set: HashSet<&String> = lines.iter().collect();
+    assert_eq!(set.len(), lines.len(), "duplicate lines in output");
+}
+
+#[test]
+fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_repeats_them() {
+    let api = server();
+    for i in 0..1203 {
+        api.create("ns", &format!("ev-{i:05}"), &event("Pulled", 1));
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+
+    let d = start(&layout, &[]);
+    let first = wait_for_lines(&layout.out(), 1203, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(first.len(), 1203);
+    no_duplicates(&first);
+    // Paged: limit 500 → three list requests for 1203 events.
+    assert_eq!(api.list_request_count(), 3);
+    let expected: Vec<String> = api.object_lines();
+    assert_eq!(first, expected, "lines differ from the server's objects");
+
+    // A restart with the same state resumes the watch: no list, no new line.
+    api.clear_requests();
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_eq!(lines(&layout.out()).len(), 1203, "{log}");
+    assert_eq!(api.list_request_count(), 0, "restart listed again: {log}");
+
+    // A new state directory writes the same events again, identical lines.
+    let fresh = Layout::new();
+    api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
+    let d = start(&fresh, &[]);
+    let again = wait_for_lines(&fresh.out(), 1203, T, &d);
+    d.stop();
+    assert_eq!(again, first);
+}
+
+#[test]
+fn counts_decide_what_is_new_and_recreated_events_are_not() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+
+    api.create("demo", "web.1", &event("BackOff", 1));
+    for n in [2, 2, 2, 3] {
+        api.set_count("demo", "web.1", n);
+    }
+    let out = wait_for_lines(&layout.out(), 3, T, &d);
+    // Deleted, then recreated with the same counts: nothing new.
+    api.delete("demo", "web.1");
+    api.create("demo", "web.1", &event("BackOff", 1));
+    api.set_count("demo", "web.1", 2);
+    api.set_count("demo", "web.1", 3);
+    // A series.count bump is a new occurrence.
+    api.set_series_count("demo", "web.1", 4);
+    let out2 = wait_for_lines(&layout.out(), 4, T, &d);
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, log) = d.stop();
+    let all = lines(&layout.out());
+    assert_eq!(all.len(), 4, "{log}");
+    assert_eq!(&out2[..3], &out[..3]);
+    let counts: Vec<String> = all
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            format!("{}/{}", v["count"], v["series"]["count"])
+        })
+        .collect();
+    assert_eq!(counts, ["1/null", "2/null", "3/null", "3/4"]);
+}
+
+#[test]
+fn output_is_byte_for_byte_what_the_server_sent() {
+    let api = server();
+    // Before the daemon starts: served by the list, which lacks kind/apiVersion.
+    let odd = r#"{"zeta":1,"involvedObject":{"kind":"Pod","name":"p","extra":[1.0e3,-0,1E-7]},"reason":"Odd","message":"caf\u00e9 \"quoted\" \ud83d\ude00","eventTime":"2026-11-26T06:10:00.123456Z","count":1,"alpha":{"nested":{"deep":[{},[],null,true]}}}"#;
+    api.create("odd", "listed", odd);
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    // After: served by the watch, which carries kind/apiVersion first.
+    api.create("odd", "watched", odd);
+    let out = wait_for_lines(&layout.out(), 2, T, &d);
+    d.stop();
+    assert_eq!(out[0], api.object_line("odd", "listed"));
+    assert_eq!(out[1], api.object_line("odd", "watched"));
+    assert!(out[0].starts_with(r#"{"kind":"Event","apiVersion":"v1","metadata":"#), "{}", out[0]);
+    assert!(out[0].contains(r#"[1.0e3,-0,1E-7]"#));
+    assert!(out[0].contains(r#""message":"caf\u00e9 \"quoted\" \ud83d\ude00""#));
+}
+
+#[test]
+fn restart_after_downtime_writes_only_new_events_without_listing() {
+    let api = server();
+    for i in 0..5 {
+        api.create("a", &format!("before-{i}"), &event("Pulled", 1));
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 5, T, &d);
+    assert!(api.wait_for_watches(1, T));
+    api.create("a", "during-0", &event("Pulled", 1));
+    wait_for_lines(&layout.out(), 6, T, &d);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+
+    for i in 0..7 {
+        api.create("a", &format!("down-{i}"), &event("Pulled", 1));
+    }
+    api.set_count("a", "before-0", 2);
+    api.clear_requests();
+    let d = start(&layout, &[]);
+    let out = wait_for_lines(&layout.out(), 14, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    assert_eq!(lines(&layout.out()).len(), 14);
+    no_duplicates(&out);
+    assert_eq!(api.list_request_count(), 0, "resumed watch must not list");
+    assert!(out[6..].iter().any(|l| l.contains("\"down-6\"")));
+}
+
+#[test]
+fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
+    let api = server();
+    for i in 0..600 {
+        api.create("a", &format!("e-{i:04}"), &event("Pulled", 1));
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 600, T, &d);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+
+    api.create("a", "late", &event("Pulled", 1));
+    api.compact();
+    api.clear_requests();
+    let d = start(&layout, &[]);
+    let out = wait_for_lines(&layout.out(), 601, T, &d);
+    assert!(d.wait_for_log("listing all events again", T), "{}", d.stderr());
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    assert_eq!(lines(&layout.out()).len(), 601);
+    no_duplicates(&out);
+    // One re-list of two pages.
+    assert_eq!(api.list_request_count(), 2);
+}
+
+#[test]
+fn in_stream_expiry_while_watching_relists_and_loses_nothing() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T));
+    api.create("a", "one", &event("Pulled", 1));
+    wait_for_lines(&layout.out(), 1, T, &d);
+    api.expire_watches();
+    api.create("a", "two", &event("Pulled", 1));
+    let out = wait_for_lines(&layout.out(), 2, T, &d);
+    assert!(d.wait_for_log("listing all events again", T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    assert_eq!(lines(&layout.out()).len(), 2);
+    no_duplicates(&out);
+}
+
+#[test]
+fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &["--watch-idle-timeout-sec", "2"]);
+    assert!(api.wait_for_watches(1, T));
+    let mut expected = 0;
+    let mut add = |n: usize| {
+        for _ in 0..n {
+            api.create("f", &format!("e{expected}"), &event("Pulled", 1));
+            expected += 1;
+        }
+        expected
+    };
+    wait_for_lines(&layout.out(), add(3), T, &d);
+    api.drop_watches(true);
+    wait_for_lines(&layout.out(), add(3), T, &d);
+    api.inject_malformed_frame();
+    api.inject_watch_line(r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","reason":"NoMetadata"}}"#);
+    let n = add(2);
+    wait_for_lines(&layout.out(), n, T, &d);
+    assert!(d.stderr().contains("skipping a malformed watch frame"), "{}", d.stderr());
+    assert!(d.stderr().contains("event has no metadata"), "{}", d.stderr());
+    api.set_stalled(true);
+    let n = add(2);
+    assert!(d.wait_for_log("delivered nothing for too long", T), "{}", d.stderr());
+    api.set_stalled(false);
+    wait_for_lines(&layout.out(), n, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let out = lines(&layout.out());
+    assert_eq!(out.len(), n, "{log}");
+    no_duplicates(&out);
+}
+
+#[test]
+fn sigkill_after_a_write_repeats_at_most_that_batch() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T));
+    api.create("k", "one", &event("Pulled", 1));
+    wait_for_lines(&layout.out(), 1, T, &d);
+    d.kill();
+    api.create("k", "two", &event("Pulled", 1));
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 2, T, &d);
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    let out = lines(&layout.out());
+    // The filters are shared memory maps: even SIGKILL keeps what was marked.
+    assert!(out.len() == 2 || out.len() == 3, "{out:?}");
+    assert!(out.iter().any(|l| l.contains("\"two\"")));
+}
+
+#[test]
+fn sighup_after_rename_sends_later_events_to_the_new_file() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &[]);
+    assert!(api.wait_for_watches(1, T));
+    for i in 0..50 {
+        api.create("h", &format!("old-{i}"), &event("Pulled", 1));
+    }
+    wait_for_lines(&layout.out(), 50, T, &d);
+    let rotated = layout.path("events.log.1");
+    std::fs::rename(layout.out(), &rotated).unwrap();
+    d.signal(libc::SIGHUP);
+    assert!(d.wait_for_log("SIGHUP", T));
+    for i in 0..50 {
+        api.create("h", &format!("new-{i}"), &event("Pulled", 1));
+    }
+    wait_for_lines(&layout.out(), 50, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    let old = lines(&rotated);
+    let new = lines(&layout.out());
+    assert_eq!(old.len(), 50);
+    assert_eq!(new.len(), 50);
+    assert!(old.iter().all(|l| l.contains("\"old-")));
+    assert!(new.iter().all(|l| l.contains("\"new-")));
+    for l in old.iter().chain(&new) {
+        serde_json::from_str::<serde_json::Value>(l).expect("every line is whole JSON");
+    }
+}
+
+#[test]
+fn stdout_destination_gets_events_and_nothing_else() {
+    let api = server();
+    api.create("s", "one", &event("Pulled", 1));
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let out_file = std::fs::File::create(layout.path("stdout")).unwrap();
+    let kc = layout.kubeconfig().display().to_string();
+    let state = layout.state().display().to_string();
+    let d = Daemon::spawn(
+        support::daemon::command(&[
+            "--kubeconfig", &kc, "--persistence-path", &state, "--log-level", "trace",
+        ])
+        .stdout(out_file),
+    );
+    assert!(api.wait_for_watches(1, T));
+    api.create("s", "two", &event("Pulled", 1));
+    let out = wait_for_lines(&layout.path("stdout"), 2, T, &d);
+    d.signal(libc::SIGHUP);
+    api.create("s", "three", &event("Pulled", 1));
+    wait_for_lines(&layout.path("stdout"), 3, T, &d);
+    d.stop();
+    let out3 = lines(&layout.path("stdout"));
+    assert_eq!(out3.len(), 3);
+    assert_eq!(out3[..2], out[..2]);
+    for l in &out3 {
+        serde_json::from_str::<serde_json::Value>(l).expect("only events on stdout");
+    }
+}
+
+#[test]
+fn fifo_destination_works_and_survives_sighup() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let fifo = layout.path("events.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let f = std::fs::File::open(reader_path).unwrap();
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .take(3)
+            .collect::<Vec<_>>()
+    });
+    let kc = layout.kubeconfig().display().to_string();
+    let state = layout.state().display().to_string();
+    let dest = fifo.display().to_string();
+    let d = Daemon::start(&["--kubeconfig", &kc, "--persistence-path", &state, "--destination", &dest]);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    api.create("f", "one", &event("Pulled", 1));
+    api.create("f", "two", &event("Pulled", 1));
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal(libc::SIGHUP);
+    api.create("f", "three", &event("Pulled", 1));
+    assert!(wait_until(T, || reader.is_finished()), "{}", d.stderr());
+    let got = reader.join().unwrap();
+    d.stop();
+    assert_eq!(got.len(), 3);
+    assert!(got[2].contains("\"three\""));
+}
+
+#[test]
+fn filter_files_rotate_with_a_short_batch_duration() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, &["--batch-duration-sec", "1", "--batch-count", "3"]);
+    assert!(api.wait_for_watches(1, T));
+    let blooms = || {
+        std::fs::read_dir(layout.state())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".bloom"))
+            .count()
+    };
+    let mut seen = vec![blooms()];
+    for i in 0..5 {
+        std::thread::sleep(Duration::from_millis(1100));
+        api.create("r", &format!("e{i}"), &event("Pulled", 1));
+        wait_for_lines(&layout.out(), i + 1, T, &d);
+        seen.push(blooms());
+    }
+    d.stop();
+    assert_eq!(seen[0], 1);
+    assert!(seen.iter().all(|&n| n <= 3), "{seen:?}");
+    assert_eq!(*seen.last().unwrap(), 3, "{seen:?}");
+}
+
+#[test]
+fn bearer_token_and_client_certificates_over_tls() {
+    let api = FakeApiServer::start(Options {
+        tls: true,
+        token: Some("s3cret-token".into()),
+        client_auth: ClientAuth::Optional,
+        ..Options::default()
+    });
+    api.create("t", "one", &event("Pulled", 1));
+    for auth in [Auth::Token("s3cret-token".into()), Auth::ClientCert] {
+        let layout = Layout::new();
+        api.write_kubeconfig(layout.kubeconfig(), auth.clone());
+        let d = start(&layout, &[]);
+        let out = wait_for_lines(&layout.out(), 1, T, &d);
+        let (status, log) = d.stop();
+        assert!(status.success(), "{auth:?}: {log}");
+        assert_eq!(out[0], api.object_line("t", "one"));
+        assert!(!log.contains("s3cret-token"), "the token leaked into the log");
+    }
+}
+
+#[test]
+fn unreadable_kubeconfig_is_a_startup_error_naming_the_file() {
+    let layout = Layout::new();
+    std::fs::write(layout.kubeconfig(), "clusters: [ this is not yaml").unwrap();
+    let mut d = start(&layout, &[]);
+    let status = d.wait(T);
+    assert_eq!(status.code(), Some(2), "{}", d.stderr());
+    let log = d.stderr();
+    assert!(log.contains(&layout.kubeconfig().display().to_string()), "{log}");
+
+    let missing = Layout::new();
+    let mut d = start(&missing, &[]);
+    assert_eq!(d.wait(T).code(), Some(2));
+    assert!(d.stderr().contains("No such file"), "{}", d.stderr());
+}
