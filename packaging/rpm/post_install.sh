@@ -1,0 +1,11 @@
+# %post — %systemd_post kube-event-pipe.service, by hand. $1 is 1 on a first installation,
+# 2 on an upgrade. On the first installation the unit is enabled or not as the distribution's
+# presets say (Fedora-style presets disable it until the operator enables it; without presets
+# systemd's default is "enable"). It is never started here: the operator starts it once the
+# kubeconfig is in place (see /usr/share/doc/kube-event-pipe/KUBECONFIG.md).
+if [ -d /run/systemd/system ]; then
+    systemctl daemon-reload || :
+fi
+if [ "$1" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl --no-reload preset kube-event-pipe.service || :
+fi
