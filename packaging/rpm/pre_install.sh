@@ -1,5 +1,5 @@
 # %pre — what %sysusers_create_package does: create the system user and group before the
-# files are unpacked, so that /etc/kube-event-pipe gets its group kube-event-pipe.
+# files are unpacked (%post gives /etc/kube-event-pipe its group).
 # The lines below are packaging/sysusers.d/kube-event-pipe.conf, which the package also
 # installs as /usr/lib/sysusers.d/kube-event-pipe.conf (tests/system/run.sh checks that
 # both say the same).
