@@ -88,7 +88,11 @@ impl Sink {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let unlinked = self.output.metadata().map(|m| m.nlink() == 0).unwrap_or(true);
+        let unlinked = self
+            .output
+            .metadata()
+            .map(|m| m.nlink() == 0)
+            .unwrap_or(true);
         if unlinked {
             *done = line_start;
             return Ok(());
@@ -100,7 +104,12 @@ impl Sink {
         self.write_range(lines, done, line_end)
     }
 
-    fn write_range(&mut self, lines: &[u8], done: &mut usize, end: usize) -> Result<(), WriteError> {
+    fn write_range(
+        &mut self,
+        lines: &[u8],
+        done: &mut usize,
+        end: usize,
+    ) -> Result<(), WriteError> {
         while *done < end {
             match self.output.write(&lines[*done..end]) {
                 Ok(0) => return Err(self.error(io::ErrorKind::WriteZero.into())),
