@@ -28,7 +28,9 @@ pub(crate) fn sizing(capacity: u64, error_rate: f64) -> Result<(u64, u32), Strin
         .checked_mul(8)
         .filter(|b| *b <= super::format::MAX_BITS)
         .ok_or_else(|| {
-            format!("capacity {capacity} at error rate {error_rate} needs a filter that is too large")
+            format!(
+                "capacity {capacity} at error rate {error_rate} needs a filter that is too large"
+            )
         })?;
     // The crate's `optimal_k_num` is private; this is its formula (a test checks we agree with
     // `Bloom::new_for_fp_rate_with_seed`), without allocating a filter just to ask it.

@@ -131,7 +131,9 @@ impl Header {
     /// [`HEADER_LEN`] bytes are looked at), `file_len` the length of the whole file.
     /// Never panics, whatever the bytes.
     pub fn parse(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
-        let avail = bytes.len().min(usize::try_from(file_len).unwrap_or(usize::MAX));
+        let avail = bytes
+            .len()
+            .min(usize::try_from(file_len).unwrap_or(usize::MAX));
         let bytes = &bytes[..avail];
         if bytes.len() < 12 {
             // A short file that does not even start with the magic is "not ours", not "cut".

@@ -51,7 +51,8 @@ impl StoreConfig {
         }
         // Catch sizes and hash counts we could not write at start-up, not at the first rotation.
         let rate = self.per_file_error_rate();
-        let (bits, hashes) = filter::sizing(self.capacity, rate).map_err(StoreError::InvalidConfig)?;
+        let (bits, hashes) =
+            filter::sizing(self.capacity, rate).map_err(StoreError::InvalidConfig)?;
         Header {
             capacity: self.capacity,
             error_rate: rate,
@@ -635,7 +636,9 @@ mod tests {
             if s.files.len() == 3 && s.files.iter().all(|f| f.inserted >= capacity) {
                 break;
             }
-            store.insert(format!("seen-{i}").as_bytes(), at(T0)).unwrap();
+            store
+                .insert(format!("seen-{i}").as_bytes(), at(T0))
+                .unwrap();
             i += 1;
         }
         let probes = 400_000u64;
@@ -649,7 +652,10 @@ mod tests {
         assert!(fp <= 0.01 * 1.15, "measured fp {fp} over bound 0.01");
         // The filters really are full: the rate is near the bound, not trivially below it.
         assert!(fp > 0.007, "measured fp {fp}: filters not full?");
-        assert!((fp - est).abs() < est * 0.15, "measured {fp}, estimated {est}");
+        assert!(
+            (fp - est).abs() < est * 0.15,
+            "measured {fp}, estimated {est}"
+        );
     }
 
     #[test]
@@ -686,7 +692,10 @@ mod tests {
         assert!(!store.maybe_rotate(at(T0 + 9)).unwrap());
         assert!(store.contains(b"old"));
         store.insert(b"new", at(T0 + 86_400 * 365)).unwrap();
-        assert!(!store.contains(b"old"), "batch_count 1: the old filter is gone");
+        assert!(
+            !store.contains(b"old"),
+            "batch_count 1: the old filter is gone"
+        );
         assert!(store.contains(b"new"));
     }
 
@@ -849,15 +858,29 @@ mod tests {
     fn foreign_names_are_ignored_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for name in ["notes.txt", "0012.bloom", "12.bloom.bak", "abc.bloom", ".bloom", "-5.bloom"] {
+        for name in [
+            "notes.txt",
+            "0012.bloom",
+            "12.bloom.bak",
+            "abc.bloom",
+            ".bloom",
+            "-5.bloom",
+        ] {
             fs::write(d.join(name), b"x").unwrap();
         }
         fs::create_dir(d.join("77.bloom")).unwrap();
-        let (store, logs) =
-            with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
+        let (store, logs) = with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
         assert!(store.quarantined().is_empty());
         assert_eq!(store.files(), vec![d.join(format!("{T0}.bloom"))]);
-        for name in ["notes.txt", "0012.bloom", "12.bloom.bak", "abc.bloom", ".bloom", "-5.bloom", "77.bloom"] {
+        for name in [
+            "notes.txt",
+            "0012.bloom",
+            "12.bloom.bak",
+            "abc.bloom",
+            ".bloom",
+            "-5.bloom",
+            "77.bloom",
+        ] {
             assert!(d.join(name).exists(), "{name}");
             assert!(logs.contains(name), "no log line for {name}: {logs}");
         }
@@ -872,7 +895,10 @@ mod tests {
             let err = Store::open(config(&path, 100, 3, 60), at(T0)).unwrap_err();
             assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
             let msg = err.to_string();
-            assert!(msg.contains(&path.display().to_string()) && msg.contains("not writable"), "{msg}");
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("not writable"),
+                "{msg}"
+            );
         }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -890,19 +916,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = config(dir.path(), 100, 3, 60);
         let cases = [
-            StoreConfig { capacity: 0, ..base.clone() },
-            StoreConfig { batch_count: 0, ..base.clone() },
-            StoreConfig { error_rate: 0.0, ..base.clone() },
-            StoreConfig { error_rate: 1.0, ..base.clone() },
-            StoreConfig { error_rate: 1e-30, ..base.clone() },
-            StoreConfig { batch_duration: Duration::from_millis(10), ..base.clone() },
-            StoreConfig { capacity: u64::MAX / 4, ..base.clone() },
+            StoreConfig {
+                capacity: 0,
+                ..base.clone()
+            },
+            StoreConfig {
+                batch_count: 0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 0.0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 1.0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 1e-30,
+                ..base.clone()
+            },
+            StoreConfig {
+                batch_duration: Duration::from_millis(10),
+                ..base.clone()
+            },
+            StoreConfig {
+                capacity: u64::MAX / 4,
+                ..base.clone()
+            },
         ];
         for cfg in cases {
             let err = Store::open(cfg.clone(), at(T0)).unwrap_err();
-            assert!(matches!(err, StoreError::InvalidConfig(_)), "{cfg:?}: {err:?}");
+            assert!(
+                matches!(err, StoreError::InvalidConfig(_)),
+                "{cfg:?}: {err:?}"
+            );
         }
-        assert!(names(dir.path()).is_empty(), "nothing written for a bad config");
+        assert!(
+            names(dir.path()).is_empty(),
+            "nothing written for a bad config"
+        );
     }
 
     #[test]
@@ -919,8 +972,12 @@ mod tests {
         store.insert(b"b", at(T0 + 10)).unwrap();
         let caps: Vec<u64> = store.stats().files.iter().map(|f| f.capacity).collect();
         assert_eq!(caps, vec![100, 5000]);
-        let old = Filter::open(&dir.path().join(format!("{T0}.bloom")), T0).ok().unwrap();
-        let new = Filter::open(&dir.path().join(format!("{}.bloom", T0 + 10)), T0 + 10).ok().unwrap();
+        let old = Filter::open(&dir.path().join(format!("{T0}.bloom")), T0)
+            .ok()
+            .unwrap();
+        let new = Filter::open(&dir.path().join(format!("{}.bloom", T0 + 10)), T0 + 10)
+            .ok()
+            .unwrap();
         assert!((old.header().error_rate - 0.01 / 3.0).abs() < 1e-12);
         assert!((new.header().error_rate - 0.001 / 3.0).abs() < 1e-12);
         assert_ne!(old.header().hashes, new.header().hashes);
@@ -937,7 +994,10 @@ mod tests {
             store.insert(&[i], at(T0)).unwrap();
         }
         assert!(store.files().len() > 1, "rotated by fill");
-        assert!(!store.check_and_insert(b"x", at(T0)).unwrap(), "found in an older filter");
+        assert!(
+            !store.check_and_insert(b"x", at(T0)).unwrap(),
+            "found in an older filter"
+        );
         assert!(store.check_and_insert(b"y", at(T0)).unwrap());
         assert!(store.contains(b"y"));
     }
@@ -950,7 +1010,10 @@ mod tests {
         fs::remove_dir_all(&sub).unwrap();
         let err = store.insert(b"late", at(T0 + 60)).unwrap_err();
         assert!(matches!(err, StoreError::Create { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("cannot create filter file "), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot create filter file "),
+            "{err}"
+        );
         assert!(store.contains(b"late"));
         assert!(store.check_and_insert(b"later", at(T0 + 61)).is_err());
         assert!(store.contains(b"later"));
@@ -973,7 +1036,13 @@ mod tests {
         assert!((full.estimated_fp - 0.01 / 3.0).abs() < 0.0003, "{full:?}");
         let set = 1.0 - (1.0 - s.files[0].estimated_fp) * (1.0 - s.files[1].estimated_fp);
         assert!((s.estimated_fp - set).abs() < 1e-15);
-        assert_eq!(s.to_string(), format!("filters 2 (newest fill 0%, est. fp {:.5} of bound 0.01)", s.estimated_fp));
+        assert_eq!(
+            s.to_string(),
+            format!(
+                "filters 2 (newest fill 0%, est. fp {:.5} of bound 0.01)",
+                s.estimated_fp
+            )
+        );
         store.flush().unwrap();
         store.flush_async().unwrap();
     }
