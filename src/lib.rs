@@ -1,1 +1,2 @@
 //! kube-event-pipe library.
+pub mod dedup;

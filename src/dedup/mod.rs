@@ -1,0 +1,5 @@
+//! Persistent deduplication memory: rotated, mmapped bloom filter files.
+
+mod format;
+
+pub use format::FormatError;
