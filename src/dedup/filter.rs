@@ -189,8 +189,16 @@ impl Filter {
         self.map[INSERTED_OFFSET..INSERTED_OFFSET + 8].copy_from_slice(&n.to_le_bytes());
     }
 
+    /// Insertions at which this filter counts as full: its capacity, or earlier if its
+    /// estimated false-positive rate would pass the rate it was sized for before that. The
+    /// crate's sizing rounds the hash count to an integer, which can move that point up to
+    /// ~1% before `capacity`; stopping there keeps the set's bound exact.
+    pub(crate) fn fill_limit(&self) -> u64 {
+        fill_limit(&self.header)
+    }
+
     pub(crate) fn is_full(&self) -> bool {
-        self.inserted() >= self.header.capacity
+        self.inserted() >= self.fill_limit()
     }
 
     pub(crate) fn bits(&self) -> &[u8] {
@@ -284,6 +292,15 @@ impl Filter {
         let n = -(m / k) * (1.0 - set as f64 / m).ln();
         n.round() as u64
     }
+}
+
+/// Largest n with `(1 - e^{-k n / m})^k <= error_rate`, capped at capacity.
+fn fill_limit(h: &Header) -> u64 {
+    let k = f64::from(h.hashes);
+    let m = h.bits as f64;
+    let n = -(m / k) * (1.0 - h.error_rate.powf(1.0 / k)).ln();
+    // Float-to-int casts saturate (NaN gives 0), so odd parameters cannot panic here.
+    (n.floor().max(0.0) as u64).min(h.capacity)
 }
 
 pub(crate) fn estimated_fp(hashes: u32, bits: u64, inserted: u64) -> f64 {
@@ -444,6 +461,31 @@ mod tests {
         let g = Filter::open(&path, 5).ok().unwrap();
         let n = g.inserted();
         assert!((450..=550).contains(&n), "estimate {n}");
+    }
+
+    #[test]
+    fn fill_limit_keeps_the_estimate_within_the_sized_rate() {
+        let seed = [[1u8; 16], [2u8; 16]].concat().try_into().unwrap();
+        // Rates where rounding k makes the estimate at capacity overshoot, and some where not.
+        for (capacity, rate) in [
+            (1_000_000, 0.1),
+            (1_000_000, 0.01),
+            (1000, 0.05),
+            (1000, 0.001 / 3.0),
+        ] {
+            let h = header_with_seed(capacity, rate, seed);
+            let limit = fill_limit(&h);
+            assert!(limit <= capacity);
+            assert!(limit > capacity * 99 / 100, "{capacity} {rate}: {limit}");
+            assert!(estimated_fp(h.hashes, h.bits, limit) <= rate);
+            if limit < capacity {
+                assert!(estimated_fp(h.hashes, h.bits, limit + 1) > rate);
+            }
+        }
+        // 1M at 0.1: k = 3 for 4.79 bits per item overshoots at capacity, so it stops early.
+        let h = header_with_seed(1_000_000, 0.1, seed);
+        assert!(estimated_fp(h.hashes, h.bits, 1_000_000) > 0.1);
+        assert!(fill_limit(&h) < 1_000_000);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct FileStats {
     pub timestamp: u64,
     pub inserted: u64,
     pub capacity: u64,
+    /// Insertions at which it is rotated: `capacity`, or slightly fewer (< 1%) where the
+    /// rounded hash count would otherwise push its estimated rate past the sized one.
+    pub fill_limit: u64,
     /// `inserted / capacity`.
     pub fill: f64,
     /// `(1 - e^{-k n / m})^k` for this file.
@@ -267,6 +270,7 @@ impl Store {
                 file = %newest.path().display(),
                 inserted = newest.inserted(),
                 capacity = newest.capacity(),
+                fill_limit = newest.fill_limit(),
                 "filter reached its capacity; rotating early to keep the false-positive bound"
             );
             Rotation::Fill
@@ -331,6 +335,7 @@ impl Store {
                 timestamp: f.timestamp(),
                 inserted: f.inserted(),
                 capacity: f.capacity(),
+                fill_limit: f.fill_limit(),
                 fill: f.inserted() as f64 / f.capacity() as f64,
                 estimated_fp: f.estimated_fp(),
             })
@@ -635,7 +640,7 @@ mod tests {
         let mut i = 0u64;
         loop {
             let s = store.stats();
-            if s.files.len() == 3 && s.files.iter().all(|f| f.inserted >= capacity) {
+            if s.files.len() == 3 && s.files.iter().all(|f| f.inserted >= f.fill_limit) {
                 break;
             }
             store
@@ -658,6 +663,29 @@ mod tests {
             (fp - est).abs() < est * 0.15,
             "measured {fp}, estimated {est}"
         );
+        assert!(est <= 0.01, "estimate {est}");
+    }
+
+    #[test]
+    fn fill_rotation_comes_before_the_estimate_passes_the_bound() {
+        // 0.1 at batch_count 1 rounds to k = 3, whose estimate at capacity is over 0.1.
+        let dir = tempfile::tempdir().unwrap();
+        let capacity = 10_000;
+        let mut cfg = config(dir.path(), capacity, 1, 3600);
+        cfg.error_rate = 0.1;
+        let mut store = Store::open(cfg, at(T0)).unwrap();
+        let first = store.stats().files[0].clone();
+        assert!(first.fill_limit < capacity, "{first:?}");
+        let mut i = 0u32;
+        while store.stats().files[0].timestamp == T0 {
+            assert!(store.stats().estimated_fp <= 0.1, "{}", store.stats());
+            let before = store.stats().files[0].clone();
+            store.insert(&i.to_le_bytes(), at(T0)).unwrap();
+            if store.stats().files[0].timestamp != T0 {
+                assert_eq!(before.inserted, before.fill_limit);
+            }
+            i += 1;
+        }
     }
 
     #[test]
