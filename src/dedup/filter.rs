@@ -62,6 +62,8 @@ pub(crate) struct Filter {
     timestamp: u64,
     header: Header,
     sips: [SipHasher13; 2],
+    /// Cached: `is_full` runs on every insert and this costs a `powf` and a `ln`.
+    fill_limit: u64,
     map: MmapMut,
 }
 
@@ -115,6 +117,7 @@ impl Filter {
             path,
             timestamp,
             sips: sips(&header.seed),
+            fill_limit: fill_limit(&header),
             header,
             map,
         })
@@ -140,6 +143,7 @@ impl Filter {
             path: path.to_path_buf(),
             timestamp,
             sips: sips(&header.seed),
+            fill_limit: fill_limit(&header),
             header,
             map,
         };
@@ -194,7 +198,7 @@ impl Filter {
     /// crate's sizing rounds the hash count to an integer, which can move that point up to
     /// ~1% before `capacity`; stopping there keeps the set's bound exact.
     pub(crate) fn fill_limit(&self) -> u64 {
-        fill_limit(&self.header)
+        self.fill_limit
     }
 
     pub(crate) fn is_full(&self) -> bool {
