@@ -153,6 +153,10 @@ enum Rotation {
 
 /// The deduplication memory: answers "seen before?" for identities and remembers new ones,
 /// across restarts, with a bounded false-positive rate.
+///
+/// Bits and counts live in shared file mappings, so a process exit or kill loses nothing
+/// written; [`Store::flush`] on shutdown (and [`Store::flush_async`] now and then) covers
+/// kernel crashes and power loss too. Dropping the store does not flush.
 pub struct Store {
     cfg: StoreConfig,
     /// Read-only filters, oldest first; at most `batch_count - 1`.
@@ -255,7 +259,8 @@ impl Store {
     }
 
     /// Starts a new filter if the newest is at least `batch_duration` old or has reached its
-    /// capacity, deleting the oldest beyond `batch_count`. Returns whether it rotated.
+    /// fill limit (see [`FileStats::fill_limit`]), deleting the oldest beyond `batch_count`.
+    /// Returns whether it rotated.
     /// The pipeline need not call this: insertions do.
     pub fn maybe_rotate(&mut self, now: SystemTime) -> Result<bool, StoreError> {
         let now_s = unix_secs(now);
@@ -382,6 +387,8 @@ fn unix_secs(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+const PROBE_PREFIX: &str = ".write-probe.";
+
 fn check_writable(dir: &Path) -> Result<(), StoreError> {
     let unwritable = |what, source| StoreError::Unwritable {
         path: dir.to_path_buf(),
@@ -389,7 +396,7 @@ fn check_writable(dir: &Path) -> Result<(), StoreError> {
         source,
     };
     fs::create_dir_all(dir).map_err(|e| unwritable("cannot create it", e))?;
-    let probe = dir.join(format!(".write-probe.{}", std::process::id()));
+    let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     fs::write(&probe, b"probe").map_err(|e| unwritable("cannot create a file in it", e))?;
     fs::remove_file(&probe).map_err(|e| unwritable("cannot delete a file in it", e))?;
     Ok(())
@@ -411,14 +418,15 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             tracing::info!(file = %path.display(), "ignoring file with a non-UTF-8 name in the persistence directory");
             continue;
         };
-        if name.ends_with(".bloom.tmp") {
-            // A filter whose creation was cut short by a crash; it was never renamed into place.
+        if name.ends_with(".bloom.tmp") || name.starts_with(PROBE_PREFIX) {
+            // A filter whose creation was cut short by a crash (it was never renamed into
+            // place), or a writability probe from a start-up that died.
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    tracing::info!(file = %path.display(), "removed unfinished filter file left by a crash")
+                    tracing::info!(file = %path.display(), "removed unfinished file left by a crash")
                 }
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished filter file")
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished file left by a crash")
                 }
             }
             continue;
@@ -794,10 +802,13 @@ mod tests {
         let valid = fs::read(dir.path().join(format!("{T0}.bloom"))).unwrap();
         let tmp = dir.path().join(format!("{}.bloom.tmp", T0 + 10));
         fs::write(&tmp, &valid[..50]).unwrap();
+        let probe = dir.path().join(format!("{PROBE_PREFIX}99999999"));
+        fs::write(&probe, b"probe").unwrap();
 
         let (store, logs) = with_logs(|| Store::open(cfg.clone(), at(T0 + 5)).unwrap());
         assert!(!tmp.exists());
-        assert!(logs.contains("removed unfinished filter file"), "{logs}");
+        assert!(!probe.exists());
+        assert!(logs.contains("removed unfinished file"), "{logs}");
         assert!(store.quarantined().is_empty());
         assert!(store.contains(b"kept"));
         assert_eq!(bloom_names(dir.path()), vec![format!("{T0}.bloom")]);
