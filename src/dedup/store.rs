@@ -108,8 +108,12 @@ pub struct Quarantined {
 /// Fill and false-positive estimate of one filter file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileStats {
+    /// From the file name `<timestamp>.bloom`.
     pub timestamp: u64,
+    /// Insertions that set at least one new bit (repeats and false positives do not count:
+    /// they add nothing to the filter's fill).
     pub inserted: u64,
+    /// The capacity this file was created with (files keep their own parameters).
     pub capacity: u64,
     /// Insertions at which it is rotated: `capacity`, or slightly fewer (< 1%) where the
     /// rounded hash count would otherwise push its estimated rate past the sized one.
@@ -389,6 +393,9 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 const PROBE_PREFIX: &str = ".write-probe.";
 
+/// Year ~36800: anything later in a file name is not a real creation time.
+const MAX_TIMESTAMP: u64 = 1 << 40;
+
 fn check_writable(dir: &Path) -> Result<(), StoreError> {
     let unwritable = |what, source| StoreError::Unwritable {
         path: dir.to_path_buf(),
@@ -440,7 +447,9 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
             // "0012.bloom" would alias "12.bloom".
-            .filter(|ts| filter::file_name(*ts) == name);
+            .filter(|ts| filter::file_name(*ts) == name)
+            // Room to add one per rotation without overflowing or colliding.
+            .filter(|ts| *ts <= MAX_TIMESTAMP);
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         match ts {
             Some(ts) if is_file => found.push((ts, path)),
@@ -906,6 +915,7 @@ mod tests {
             "abc.bloom",
             ".bloom",
             "-5.bloom",
+            "18446744073709551615.bloom",
         ] {
             fs::write(d.join(name), b"x").unwrap();
         }
@@ -920,6 +930,7 @@ mod tests {
             "abc.bloom",
             ".bloom",
             "-5.bloom",
+            "18446744073709551615.bloom",
             "77.bloom",
         ] {
             assert!(d.join(name).exists(), "{name}");
