@@ -823,6 +823,42 @@ mod tests {
         assert_eq!(bloom_names(dir.path()), vec![format!("{T0}.bloom")]);
     }
 
+    #[test]
+    fn a_killed_process_loses_nothing_it_inserted() {
+        const CHILD: &str = "KEP_DEDUP_KILLED_CHILD_DIR";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let mut store = Store::open(config(Path::new(&dir), 1000, 3, 3600), at(T0)).unwrap();
+            for i in 0..500u32 {
+                store.insert(&i.to_le_bytes(), at(T0)).unwrap();
+            }
+            // SAFETY: kill/getpid have no preconditions; this ends the child without unwinding,
+            // dropping or flushing anything, like an OOM kill.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            unreachable!("SIGKILL returned");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "dedup::store::tests::a_killed_process_loses_nothing_it_inserted",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        let store = Store::open(config(dir.path(), 1000, 3, 3600), at(T0 + 1)).unwrap();
+        assert!(store.quarantined().is_empty());
+        for i in 0..500u32 {
+            assert!(store.contains(&i.to_le_bytes()), "lost {i}");
+        }
+        let inserted = store.stats().files[0].inserted;
+        assert!((495..=500).contains(&inserted), "count {inserted}");
+    }
+
     /// Writes a valid file with `header` except for the fields `edit` changes, re-checksummed.
     fn write_with_header(dir: &Path, ts: u64, edit: impl Fn(&mut Header)) -> PathBuf {
         let f = Filter::create(dir, ts, 100, 0.01, ts).unwrap();
