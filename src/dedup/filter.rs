@@ -15,7 +15,7 @@ const PRIME: u64 = 0xFFFF_FFFF_FFFF_FFC5;
 
 /// Bit count and hash count for `capacity` items at `error_rate`, exactly as bloomfilter 3.0.2
 /// sizes a `Bloom::new_for_fp_rate_with_seed` (so its filters can be compared with ours).
-/// The caller has checked `capacity > 0` and `0 < error_rate < 1` (the crate asserts both).
+/// Refuses, rather than passes on, what the crate would assert on or what would not fit.
 pub(crate) fn sizing(capacity: u64, error_rate: f64) -> Result<(u64, u32), String> {
     let items = usize::try_from(capacity).map_err(|_| format!("capacity {capacity} too large"))?;
     if items == 0 || !(error_rate > 0.0 && error_rate < 1.0) {

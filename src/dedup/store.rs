@@ -209,7 +209,7 @@ impl Store {
         let newest = match files.pop() {
             Some(f) => f,
             None => {
-                let f = create_filter(&cfg, unix_secs(now))?;
+                let f = create_filter(&cfg, unix_secs(now), unix_secs(now))?;
                 tracing::info!(file = %f.path().display(), "started the first dedup filter");
                 f
             }
@@ -289,7 +289,7 @@ impl Store {
         // A fill rotation can come twice within a second, and the clock can step back:
         // names must stay unique and ordered.
         let ts = now_s.max(newest.timestamp().saturating_add(1));
-        let filter = create_filter(&self.cfg, ts)?;
+        let filter = create_filter(&self.cfg, ts, now_s)?;
         let new_path = filter.path().to_path_buf();
         let previous = std::mem::replace(&mut self.newest, filter);
         self.older.push_back(previous);
@@ -377,12 +377,18 @@ impl Store {
     }
 }
 
-fn create_filter(cfg: &StoreConfig, ts: u64) -> Result<Filter, StoreError> {
-    Filter::create(&cfg.dir, ts, cfg.capacity, cfg.per_file_error_rate(), ts).map_err(|source| {
-        StoreError::Create {
-            path: cfg.dir.join(filter::file_name(ts)),
-            source,
-        }
+/// `ts` names the file (unique, increasing); `created` records the actual clock reading.
+fn create_filter(cfg: &StoreConfig, ts: u64, created: u64) -> Result<Filter, StoreError> {
+    Filter::create(
+        &cfg.dir,
+        ts,
+        cfg.capacity,
+        cfg.per_file_error_rate(),
+        created,
+    )
+    .map_err(|source| StoreError::Create {
+        path: cfg.dir.join(filter::file_name(ts)),
+        source,
     })
 }
 
