@@ -199,9 +199,11 @@ impl Watcher<'_> {
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut latest = from.to_string();
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        // A deadline, not a per-read timeout: the heartbeat tick must not restart the count.
+        let mut idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
         loop {
             let chunk = tokio::select! {
-                c = tokio::time::timeout(self.idle_timeout, body.chunk()) => c,
+                c = tokio::time::timeout_at(idle_deadline, body.chunk()) => c,
                 _ = self.shutdown.changed() => {
                     return WatchEnd::Stopped;
                 }
@@ -233,6 +235,7 @@ impl Watcher<'_> {
                 }
                 Ok(Ok(Some(b))) => b,
             };
+            idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
             buf.extend_from_slice(&bytes);
             let mut consumed = 0;
             let mut end = None;
