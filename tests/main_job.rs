@@ -476,3 +476,69 @@ fn unreadable_kubeconfig_is_a_startup_error_naming_the_file() {
     assert_eq!(d.wait(T).code(), Some(2));
     assert!(d.stderr().contains("No such file"), "{}", d.stderr());
 }
+
+#[test]
+fn sigint_and_sigquit_stop_cleanly_and_save_where_to_resume() {
+    let api = server();
+    api.create("q", "one", &event("Pulled", 1));
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        let layout = Layout::new();
+        api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+        let mut d = start(&layout, &[]);
+        wait_for_lines(&layout.out(), 1, T, &d);
+        assert!(d.wait_for_log("watching from here", T));
+        d.signal(sig);
+        let status = d.wait(T);
+        assert_eq!(status.code(), Some(0), "signal {sig}: {}", d.stderr());
+        let saved = std::fs::read_to_string(layout.state().join("resource_version")).unwrap();
+        assert_eq!(saved.trim(), api.current_rv().to_string(), "signal {sig}");
+    }
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once_even_when_the_destination_is_stuck() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let fifo = layout.path("stuck.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A reader that opens the pipe and never reads: once the pipe buffer is full, every
+    // write blocks, as with a log shipper that hangs.
+    let reader_path = fifo.clone();
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let f = std::fs::File::open(reader_path).unwrap();
+        opened_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(f);
+    });
+    let kc = layout.kubeconfig().display().to_string();
+    let state = layout.state().display().to_string();
+    let dest = fifo.display().to_string();
+    let mut d = Daemon::start(&[
+        "--kubeconfig",
+        &kc,
+        "--persistence-path",
+        &state,
+        "--destination",
+        &dest,
+    ]);
+    opened_rx.recv_timeout(T).unwrap();
+    for i in 0..400 {
+        api.create("x", &format!("big-{i}"), &event("Pulled", 1));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "exited although its write was stuck"
+    );
+    d.signal(libc::SIGTERM);
+    let status = d.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(130), "{}", d.stderr());
+    assert!(d.stderr().contains("exiting at once"), "{}", d.stderr());
+    drop(reader);
+}
