@@ -11,7 +11,7 @@ use crate::progress::Progress;
 use crate::resume::ResumePoint;
 use crate::sink::Sink;
 use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
-use crate::signals;
+use crate::{signals, systemd};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -42,18 +42,33 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
 
     let client = connect::client(&settings).await.map_err(Fatal::config)?;
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    let progress = Progress::default();
+    progress.store(pipeline.store_stats().to_string(), pipeline.counters());
+    let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
     Watcher {
         api: EventsApi::new(client),
         pipeline: &mut pipeline,
         resume: ResumePoint::new(&settings.persistence_path.value),
         shutdown,
         idle_timeout: settings.watch_idle_timeout.value,
-        progress: Progress::default(),
+        progress,
     }
     .run()
     .await;
+    // The notifier sent STOPPING=1 as soon as the shutdown began; give it a moment to finish.
+    if tokio::time::timeout(std::time::Duration::from_secs(1), notifier)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the systemd notifier did not finish in time");
+    }
     let c = pipeline.counters();
-    tracing::info!(written = c.written, skipped = c.skipped, malformed = c.malformed, "stopped");
+    tracing::info!(
+        written = c.written,
+        skipped = c.skipped,
+        malformed = c.malformed,
+        "stopped"
+    );
     Ok(())
 }
 

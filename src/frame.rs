@@ -322,10 +322,7 @@ pub fn object_resource_version(object: &[u8]) -> Result<Option<Cow<'_, str>>, Fr
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/real-apiserver"
-    );
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real-apiserver");
 
     pub(crate) fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{FIXTURES}/{name}");

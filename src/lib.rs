@@ -16,3 +16,4 @@ pub mod resume;
 pub mod signals;
 pub mod sink;
 pub mod source;
+pub mod systemd;

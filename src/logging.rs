@@ -9,6 +9,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+use tracing_journald::{Priority, PriorityMappings};
+
 use crate::config::LogTarget;
 
 pub const SYSLOG_IDENTIFIER: &str = "kube-event-pipe";
@@ -35,7 +37,16 @@ pub fn init(level: LevelFilter, target: LogTarget) -> LogTarget {
                     .with_syslog_identifier(SYSLOG_IDENTIFIER.to_string())
                     // Plain field names (IDENTITY, NAMESPACE, RESOURCE_VERSION) are what an
                     // operator types after `journalctl -u kube-event-pipe`.
-                    .with_field_prefix(None);
+                    .with_field_prefix(None)
+                    // syslog's meaning of the levels, so `journalctl -p info` shows what
+                    // `log_level = INFO` logs (the crate's default would make INFO a notice).
+                    .with_priority_mappings(PriorityMappings {
+                        error: Priority::Error,
+                        warn: Priority::Warning,
+                        info: Priority::Informational,
+                        debug: Priority::Debug,
+                        trace: Priority::Debug,
+                    });
                 // A second init (in tests) is harmless, so its error is ignored.
                 let _ = tracing_subscriber::registry()
                     .with(layer.with_filter(filter))

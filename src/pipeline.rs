@@ -89,7 +89,9 @@ impl Pipeline {
 
     /// An item of a list page, which lacks kind and apiVersion.
     pub fn offer_list_item(&mut self, item: &[u8], index: usize) -> Offered {
-        self.offer(item, None, |obj, out| frame::write_list_item(obj, index, out))
+        self.offer(item, None, |obj, out| {
+            frame::write_list_item(obj, index, out)
+        })
     }
 
     fn offer(
@@ -110,7 +112,7 @@ impl Pipeline {
             out.clear();
             out.push_str(rv);
         }
-        let queued_already = self.pending[..self.queued].iter().any(|p| *p == self.id);
+        let queued_already = self.pending[..self.queued].contains(&self.id);
         if queued_already || self.store.contains(&self.id) {
             self.counters.skipped += 1;
             tracing::trace!(event = %view, "already written");
@@ -146,7 +148,10 @@ impl Pipeline {
 
     /// Writes the queued lines, retrying with back-off while the destination fails (the source
     /// waits meanwhile: back-pressure, nothing dropped), then marks them as seen.
-    pub async fn commit(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), Interrupted> {
+    pub async fn commit(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Interrupted> {
         if self.queued == 0 {
             return Ok(());
         }

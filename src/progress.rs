@@ -8,7 +8,7 @@ use crate::pipeline::Counters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    Starting,
+    Connecting,
     Listing,
     Watching,
 }
@@ -20,8 +20,45 @@ pub struct Snapshot {
     pub ready: bool,
     pub resource_version: String,
     pub counters: Counters,
-    /// When the loop last did something (a batch, a list page, an established watch).
-    pub last_activity: Instant,
+    /// The dedup store's short summary, refreshed every few seconds.
+    pub store: String,
+    /// The failure being retried, if any.
+    pub problem: Option<String>,
+    /// When the loop last showed it is alive: it received data, got an answer, or ticked while
+    /// waiting on an open watch or a back-off. Waiting on an unanswered request does not count,
+    /// so a stalled API server stops the watchdog keep-alive.
+    pub heartbeat: Instant,
+}
+
+impl Snapshot {
+    /// The human line for systemd's STATUS=.
+    pub fn status_line(&self) -> String {
+        let c = self.counters;
+        let phase = match self.phase {
+            Phase::Connecting => "connecting",
+            Phase::Listing => "listing",
+            Phase::Watching => "watching",
+        };
+        let mut line = format!(
+            "{phase}; {} written, {} skipped, resourceVersion {}",
+            c.written,
+            c.skipped,
+            if self.resource_version.is_empty() {
+                "-"
+            } else {
+                &self.resource_version
+            }
+        );
+        if !self.store.is_empty() {
+            line.push_str(", ");
+            line.push_str(&self.store);
+        }
+        if let Some(p) = &self.problem {
+            line.push_str("; retrying: ");
+            line.push_str(p);
+        }
+        line
+    }
 }
 
 #[derive(Clone)]
@@ -33,11 +70,13 @@ impl Default for Progress {
     fn default() -> Self {
         Progress {
             inner: Arc::new(Mutex::new(Snapshot {
-                phase: Phase::Starting,
+                phase: Phase::Connecting,
                 ready: false,
                 resource_version: String::new(),
                 counters: Counters::default(),
-                last_activity: Instant::now(),
+                store: String::new(),
+                problem: None,
+                heartbeat: Instant::now(),
             })),
         }
     }
@@ -57,7 +96,11 @@ impl Progress {
             Err(poisoned) => poisoned.into_inner(),
         };
         f(&mut g);
-        g.last_activity = Instant::now();
+        g.heartbeat = Instant::now();
+    }
+
+    pub fn beat(&self) {
+        self.update(|_| {});
     }
 
     pub fn listing(&self) {
@@ -67,6 +110,7 @@ impl Progress {
     pub fn listed(&self, rv: &str) {
         self.update(|s| {
             s.ready = true;
+            s.problem = None;
             s.resource_version = rv.to_string();
         });
     }
@@ -75,6 +119,7 @@ impl Progress {
         self.update(|s| {
             s.phase = Phase::Watching;
             s.ready = true;
+            s.problem = None;
             s.resource_version = rv.to_string();
         });
     }
@@ -85,5 +130,16 @@ impl Progress {
             s.resource_version.push_str(rv);
             s.counters = counters;
         });
+    }
+
+    pub fn store(&self, summary: String, counters: Counters) {
+        self.update(|s| {
+            s.store = summary;
+            s.counters = counters;
+        });
+    }
+
+    pub fn failing(&self, cause: &str) {
+        self.update(|s| s.problem = Some(cause.to_string()));
     }
 }

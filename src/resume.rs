@@ -81,9 +81,8 @@ impl ResumePoint {
 
 fn parse(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok()?.trim();
-    let ok = !text.is_empty()
-        && text.len() <= MAX_LEN
-        && text.bytes().all(|b| b.is_ascii_graphic());
+    let ok =
+        !text.is_empty() && text.len() <= MAX_LEN && text.bytes().all(|b| b.is_ascii_graphic());
     ok.then(|| text.to_string())
 }
 
@@ -95,7 +94,10 @@ mod tests {
     fn saved_version_survives_a_new_instance() {
         let dir = tempfile::tempdir().unwrap();
         ResumePoint::new(dir.path()).save("12345").unwrap();
-        assert_eq!(ResumePoint::new(dir.path()).load().as_deref(), Some("12345"));
+        assert_eq!(
+            ResumePoint::new(dir.path()).load().as_deref(),
+            Some("12345")
+        );
     }
 
     #[test]

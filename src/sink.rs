@@ -8,6 +8,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::config::Destination;
 
@@ -20,7 +21,13 @@ pub struct Sink {
     /// Unbuffered, stdout included: a line counts as written only once write(2) took it.
     output: File,
     reopen: Arc<AtomicBool>,
+    /// When the path was first seen naming nothing while our file lives on elsewhere.
+    missing_since: Option<Instant>,
 }
+
+/// How long lines keep going to a file moved away (with nothing yet in its place) before the
+/// path is recreated without waiting for SIGHUP.
+const MOVED_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open destination {}: {source}", path.display())]
@@ -50,6 +57,7 @@ impl Sink {
             destination,
             output,
             reopen,
+            missing_since: None,
         })
     }
 
@@ -74,6 +82,7 @@ impl Sink {
             self.settle_partial_line(lines, done)?;
             let output = open_output(&self.destination).map_err(WriteError::Reopen)?;
             self.output = output;
+            self.missing_since = None;
             self.reopen.store(false, Ordering::SeqCst);
             tracing::info!(destination = %self.describe(), "reopened destination");
         }
@@ -88,7 +97,11 @@ impl Sink {
             .iter()
             .rposition(|&b| b == b'\n')
             .map_or(0, |i| i + 1);
-        let unlinked = self.output.metadata().map(|m| m.nlink() == 0).unwrap_or(true);
+        let unlinked = self
+            .output
+            .metadata()
+            .map(|m| m.nlink() == 0)
+            .unwrap_or(true);
         if unlinked {
             *done = line_start;
             return Ok(());
@@ -100,7 +113,12 @@ impl Sink {
         self.write_range(lines, done, line_end)
     }
 
-    fn write_range(&mut self, lines: &[u8], done: &mut usize, end: usize) -> Result<(), WriteError> {
+    fn write_range(
+        &mut self,
+        lines: &[u8],
+        done: &mut usize,
+        end: usize,
+    ) -> Result<(), WriteError> {
         while *done < end {
             match self.output.write(&lines[*done..end]) {
                 Ok(0) => return Err(self.error(io::ErrorKind::WriteZero.into())),
@@ -119,15 +137,32 @@ impl Sink {
         }
     }
 
-    /// True when the destination path is missing or is another file than the one open.
-    fn path_moved(&self) -> bool {
+    /// True when the path names another file than the one open, or when it names nothing and
+    /// the open file is deleted or has been moved away for longer than a rotation takes.
+    ///
+    /// A path that names nothing while the open file still exists elsewhere is what logrotate
+    /// leaves between its rename and its `create`: recreating the file at that moment would
+    /// make logrotate's `create` fail, so the old file keeps receiving lines until SIGHUP, the
+    /// new file, or the grace period.
+    fn path_moved(&mut self) -> bool {
         let Destination::Path(path) = &self.destination else {
             return false;
         };
-        let (Ok(now), Ok(open)) = (std::fs::metadata(path), self.output.metadata()) else {
-            return true;
+        let open = match self.output.metadata() {
+            Ok(m) => m,
+            Err(_) => return true,
         };
-        now.dev() != open.dev() || now.ino() != open.ino()
+        match std::fs::metadata(path) {
+            Ok(now) => {
+                self.missing_since = None;
+                now.dev() != open.dev() || now.ino() != open.ino()
+            }
+            Err(_) if open.nlink() == 0 => true,
+            Err(_) => {
+                let since = *self.missing_since.get_or_insert_with(Instant::now);
+                since.elapsed() >= MOVED_GRACE
+            }
+        }
     }
 }
 
@@ -207,6 +242,23 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         write(&mut s, b"two\n");
         assert_eq!(std::fs::read(&path).unwrap(), b"two\n");
+    }
+
+    #[test]
+    fn a_moved_file_keeps_its_lines_until_sighup_or_a_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotated = dir.path().join("events.log.1");
+        let (mut s, flag) = sink(&path);
+        write(&mut s, b"one\n");
+        // logrotate has renamed the file and not yet created the new one.
+        std::fs::rename(&path, &rotated).unwrap();
+        write(&mut s, b"two\n");
+        assert!(!path.exists(), "recreated the path under logrotate's feet");
+        flag.store(true, Ordering::SeqCst);
+        write(&mut s, b"three\n");
+        assert_eq!(std::fs::read(&rotated).unwrap(), b"one\ntwo\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
     }
 
     #[test]

@@ -127,7 +127,11 @@ fn output_is_byte_for_byte_what_the_server_sent() {
     d.stop();
     assert_eq!(out[0], api.object_line("odd", "listed"));
     assert_eq!(out[1], api.object_line("odd", "watched"));
-    assert!(out[0].starts_with(r#"{"kind":"Event","apiVersion":"v1","metadata":"#), "{}", out[0]);
+    assert!(
+        out[0].starts_with(r#"{"kind":"Event","apiVersion":"v1","metadata":"#),
+        "{}",
+        out[0]
+    );
     assert!(out[0].contains(r#"[1.0e3,-0,1E-7]"#));
     assert!(out[0].contains(r#""message":"caf\u00e9 \"quoted\" \ud83d\ude00""#));
 }
@@ -181,7 +185,11 @@ fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
     api.clear_requests();
     let d = start(&layout, &[]);
     let out = wait_for_lines(&layout.out(), 601, T, &d);
-    assert!(d.wait_for_log("listing all events again", T), "{}", d.stderr());
+    assert!(
+        d.wait_for_log("listing all events again", T),
+        "{}",
+        d.stderr()
+    );
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(300));
     d.stop();
@@ -203,7 +211,11 @@ fn in_stream_expiry_while_watching_relists_and_loses_nothing() {
     api.expire_watches();
     api.create("a", "two", &event("Pulled", 1));
     let out = wait_for_lines(&layout.out(), 2, T, &d);
-    assert!(d.wait_for_log("listing all events again", T), "{}", d.stderr());
+    assert!(
+        d.wait_for_log("listing all events again", T),
+        "{}",
+        d.stderr()
+    );
     std::thread::sleep(Duration::from_millis(300));
     d.stop();
     assert_eq!(lines(&layout.out()).len(), 2);
@@ -229,14 +241,28 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
     api.drop_watches(true);
     wait_for_lines(&layout.out(), add(3), T, &d);
     api.inject_malformed_frame();
-    api.inject_watch_line(r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","reason":"NoMetadata"}}"#);
+    api.inject_watch_line(
+        r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","reason":"NoMetadata"}}"#,
+    );
     let n = add(2);
     wait_for_lines(&layout.out(), n, T, &d);
-    assert!(d.stderr().contains("skipping a malformed watch frame"), "{}", d.stderr());
-    assert!(d.stderr().contains("event has no metadata"), "{}", d.stderr());
+    assert!(
+        d.stderr().contains("skipping a malformed watch frame"),
+        "{}",
+        d.stderr()
+    );
+    assert!(
+        d.stderr().contains("event has no metadata"),
+        "{}",
+        d.stderr()
+    );
     api.set_stalled(true);
     let n = add(2);
-    assert!(d.wait_for_log("delivered nothing for too long", T), "{}", d.stderr());
+    assert!(
+        d.wait_for_log("delivered nothing for too long", T),
+        "{}",
+        d.stderr()
+    );
     api.set_stalled(false);
     wait_for_lines(&layout.out(), n, T, &d);
     std::thread::sleep(Duration::from_millis(300));
@@ -311,7 +337,12 @@ fn stdout_destination_gets_events_and_nothing_else() {
     let state = layout.state().display().to_string();
     let d = Daemon::spawn(
         support::daemon::command(&[
-            "--kubeconfig", &kc, "--persistence-path", &state, "--log-level", "trace",
+            "--kubeconfig",
+            &kc,
+            "--persistence-path",
+            &state,
+            "--log-level",
+            "trace",
         ])
         .stdout(out_file),
     );
@@ -352,7 +383,14 @@ fn fifo_destination_works_and_survives_sighup() {
     let kc = layout.kubeconfig().display().to_string();
     let state = layout.state().display().to_string();
     let dest = fifo.display().to_string();
-    let d = Daemon::start(&["--kubeconfig", &kc, "--persistence-path", &state, "--destination", &dest]);
+    let d = Daemon::start(&[
+        "--kubeconfig",
+        &kc,
+        "--persistence-path",
+        &state,
+        "--destination",
+        &dest,
+    ]);
     assert!(api.wait_for_watches(1, T), "{}", d.stderr());
     api.create("f", "one", &event("Pulled", 1));
     api.create("f", "two", &event("Pulled", 1));
@@ -371,7 +409,10 @@ fn filter_files_rotate_with_a_short_batch_duration() {
     let api = server();
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &["--batch-duration-sec", "1", "--batch-count", "3"]);
+    let d = start(
+        &layout,
+        &["--batch-duration-sec", "1", "--batch-count", "3"],
+    );
     assert!(api.wait_for_watches(1, T));
     let blooms = || {
         std::fs::read_dir(layout.state())
@@ -410,7 +451,10 @@ fn bearer_token_and_client_certificates_over_tls() {
         let (status, log) = d.stop();
         assert!(status.success(), "{auth:?}: {log}");
         assert_eq!(out[0], api.object_line("t", "one"));
-        assert!(!log.contains("s3cret-token"), "the token leaked into the log");
+        assert!(
+            !log.contains("s3cret-token"),
+            "the token leaked into the log"
+        );
     }
 }
 
@@ -422,10 +466,79 @@ fn unreadable_kubeconfig_is_a_startup_error_naming_the_file() {
     let status = d.wait(T);
     assert_eq!(status.code(), Some(2), "{}", d.stderr());
     let log = d.stderr();
-    assert!(log.contains(&layout.kubeconfig().display().to_string()), "{log}");
+    assert!(
+        log.contains(&layout.kubeconfig().display().to_string()),
+        "{log}"
+    );
 
     let missing = Layout::new();
     let mut d = start(&missing, &[]);
     assert_eq!(d.wait(T).code(), Some(2));
     assert!(d.stderr().contains("No such file"), "{}", d.stderr());
+}
+
+#[test]
+fn sigint_and_sigquit_stop_cleanly_and_save_where_to_resume() {
+    let api = server();
+    api.create("q", "one", &event("Pulled", 1));
+    for sig in [libc::SIGINT, libc::SIGQUIT] {
+        let layout = Layout::new();
+        api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+        let mut d = start(&layout, &[]);
+        wait_for_lines(&layout.out(), 1, T, &d);
+        assert!(d.wait_for_log("watching from here", T));
+        d.signal(sig);
+        let status = d.wait(T);
+        assert_eq!(status.code(), Some(0), "signal {sig}: {}", d.stderr());
+        let saved = std::fs::read_to_string(layout.state().join("resource_version")).unwrap();
+        assert_eq!(saved.trim(), api.current_rv().to_string(), "signal {sig}");
+    }
+}
+
+#[test]
+fn a_second_stop_signal_exits_at_once_even_when_the_destination_is_stuck() {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let fifo = layout.path("stuck.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A reader that opens the pipe and never reads: once the pipe buffer is full, every
+    // write blocks, as with a log shipper that hangs.
+    let reader_path = fifo.clone();
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let f = std::fs::File::open(reader_path).unwrap();
+        opened_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(f);
+    });
+    let kc = layout.kubeconfig().display().to_string();
+    let state = layout.state().display().to_string();
+    let dest = fifo.display().to_string();
+    let mut d = Daemon::start(&[
+        "--kubeconfig",
+        &kc,
+        "--persistence-path",
+        &state,
+        "--destination",
+        &dest,
+    ]);
+    opened_rx.recv_timeout(T).unwrap();
+    for i in 0..400 {
+        api.create("x", &format!("big-{i}"), &event("Pulled", 1));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "exited although its write was stuck"
+    );
+    d.signal(libc::SIGTERM);
+    let status = d.wait(Duration::from_secs(3));
+    assert_eq!(status.code(), Some(130), "{}", d.stderr());
+    assert!(d.stderr().contains("exiting at once"), "{}", d.stderr());
+    drop(reader);
 }

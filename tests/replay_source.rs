@@ -9,7 +9,10 @@ use std::process::Stdio;
 
 use support::daemon::{command, lines};
 
-const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/kubectl-watch-events.json");
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/samples/kubectl-watch-events.json"
+);
 
 #[test]
 fn quick_start_writes_the_sample_once_and_a_second_run_writes_nothing() {

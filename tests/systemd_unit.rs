@@ -183,9 +183,11 @@ fn unit_config_and_logrotate_agree_on_binary_and_paths() {
     let s = unit_settings();
     let start = one(&s, "ExecStart");
     let pre = one(&s, "ExecStartPre");
+    // "-": a failing ExecStartPre escapes RestartPreventExitStatus= (see the unit's comment);
+    // the daemon's own exit 2 on the same error stops the unit without restarts.
     assert_eq!(
         pre,
-        format!("{start} --check-config"),
+        format!("-{start} --check-config"),
         "ExecStartPre must check what ExecStart runs"
     );
     assert!(start.starts_with("/usr/bin/kube-event-pipe "), "{start}");

@@ -15,7 +15,7 @@ const PRIME: u64 = 0xFFFF_FFFF_FFFF_FFC5;
 
 /// Bit count and hash count for `capacity` items at `error_rate`, exactly as bloomfilter 3.0.2
 /// sizes a `Bloom::new_for_fp_rate_with_seed` (so its filters can be compared with ours).
-/// The caller has checked `capacity > 0` and `0 < error_rate < 1` (the crate asserts both).
+/// Refuses, rather than passes on, what the crate would assert on or what would not fit.
 pub(crate) fn sizing(capacity: u64, error_rate: f64) -> Result<(u64, u32), String> {
     let items = usize::try_from(capacity).map_err(|_| format!("capacity {capacity} too large"))?;
     if items == 0 || !(error_rate > 0.0 && error_rate < 1.0) {
@@ -28,7 +28,9 @@ pub(crate) fn sizing(capacity: u64, error_rate: f64) -> Result<(u64, u32), Strin
         .checked_mul(8)
         .filter(|b| *b <= super::format::MAX_BITS)
         .ok_or_else(|| {
-            format!("capacity {capacity} at error rate {error_rate} needs a filter that is too large")
+            format!(
+                "capacity {capacity} at error rate {error_rate} needs a filter that is too large"
+            )
         })?;
     // The crate's `optimal_k_num` is private; this is its formula (a test checks we agree with
     // `Bloom::new_for_fp_rate_with_seed`), without allocating a filter just to ask it.
@@ -60,6 +62,8 @@ pub(crate) struct Filter {
     timestamp: u64,
     header: Header,
     sips: [SipHasher13; 2],
+    /// Cached: `is_full` runs on every insert and this costs a `powf` and a `ln`.
+    fill_limit: u64,
     map: MmapMut,
 }
 
@@ -113,6 +117,7 @@ impl Filter {
             path,
             timestamp,
             sips: sips(&header.seed),
+            fill_limit: fill_limit(&header),
             header,
             map,
         })
@@ -138,6 +143,7 @@ impl Filter {
             path: path.to_path_buf(),
             timestamp,
             sips: sips(&header.seed),
+            fill_limit: fill_limit(&header),
             header,
             map,
         };
@@ -187,8 +193,16 @@ impl Filter {
         self.map[INSERTED_OFFSET..INSERTED_OFFSET + 8].copy_from_slice(&n.to_le_bytes());
     }
 
+    /// Insertions at which this filter counts as full: its capacity, or earlier if its
+    /// estimated false-positive rate would pass the rate it was sized for before that. The
+    /// crate's sizing rounds the hash count to an integer, which can move that point up to
+    /// ~1% before `capacity`; stopping there keeps the set's bound exact.
+    pub(crate) fn fill_limit(&self) -> u64 {
+        self.fill_limit
+    }
+
     pub(crate) fn is_full(&self) -> bool {
-        self.inserted() >= self.header.capacity
+        self.inserted() >= self.fill_limit()
     }
 
     pub(crate) fn bits(&self) -> &[u8] {
@@ -284,6 +298,15 @@ impl Filter {
     }
 }
 
+/// Largest n with `(1 - e^{-k n / m})^k <= error_rate`, capped at capacity.
+fn fill_limit(h: &Header) -> u64 {
+    let k = f64::from(h.hashes);
+    let m = h.bits as f64;
+    let n = -(m / k) * (1.0 - h.error_rate.powf(1.0 / k)).ln();
+    // Float-to-int casts saturate (NaN gives 0), so odd parameters cannot panic here.
+    (n.floor().max(0.0) as u64).min(h.capacity)
+}
+
 pub(crate) fn estimated_fp(hashes: u32, bits: u64, inserted: u64) -> f64 {
     let k = f64::from(hashes);
     (1.0 - (-k * inserted as f64 / bits as f64).exp()).powf(k)
@@ -346,6 +369,7 @@ fn map_file(file: &File) -> io::Result<MmapMut> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use bloomfilter::Bloom;
@@ -441,6 +465,31 @@ mod tests {
         let g = Filter::open(&path, 5).ok().unwrap();
         let n = g.inserted();
         assert!((450..=550).contains(&n), "estimate {n}");
+    }
+
+    #[test]
+    fn fill_limit_keeps_the_estimate_within_the_sized_rate() {
+        let seed = [[1u8; 16], [2u8; 16]].concat().try_into().unwrap();
+        // Rates where rounding k makes the estimate at capacity overshoot, and some where not.
+        for (capacity, rate) in [
+            (1_000_000, 0.1),
+            (1_000_000, 0.01),
+            (1000, 0.05),
+            (1000, 0.001 / 3.0),
+        ] {
+            let h = header_with_seed(capacity, rate, seed);
+            let limit = fill_limit(&h);
+            assert!(limit <= capacity);
+            assert!(limit > capacity * 99 / 100, "{capacity} {rate}: {limit}");
+            assert!(estimated_fp(h.hashes, h.bits, limit) <= rate);
+            if limit < capacity {
+                assert!(estimated_fp(h.hashes, h.bits, limit + 1) > rate);
+            }
+        }
+        // 1M at 0.1: k = 3 for 4.79 bits per item overshoots at capacity, so it stops early.
+        let h = header_with_seed(1_000_000, 0.1, seed);
+        assert!(estimated_fp(h.hashes, h.bits, 1_000_000) > 0.1);
+        assert!(fill_limit(&h) < 1_000_000);
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl Header {
                 self.hashes
             ));
         }
-        if self.bits == 0 || self.bits % 8 != 0 || self.bits > MAX_BITS {
+        if self.bits == 0 || !self.bits.is_multiple_of(8) || self.bits > MAX_BITS {
             return bad(format!(
                 "bit count {} is not a positive multiple of 8 up to {MAX_BITS}",
                 self.bits
@@ -131,7 +131,9 @@ impl Header {
     /// [`HEADER_LEN`] bytes are looked at), `file_len` the length of the whole file.
     /// Never panics, whatever the bytes.
     pub fn parse(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
-        let avail = bytes.len().min(usize::try_from(file_len).unwrap_or(usize::MAX));
+        let avail = bytes
+            .len()
+            .min(usize::try_from(file_len).unwrap_or(usize::MAX));
         let bytes = &bytes[..avail];
         if bytes.len() < 12 {
             // A short file that does not even start with the magic is "not ours", not "cut".
@@ -232,6 +234,7 @@ fn le_u64(bytes: &[u8], at: usize) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -328,7 +331,8 @@ mod tests {
 
     #[test]
     fn impossible_parameters_are_refused_even_with_a_good_checksum() {
-        let cases: Vec<(Box<dyn Fn(&mut Header)>, &str)> = vec![
+        type Edit = Box<dyn Fn(&mut Header)>;
+        let cases: Vec<(Edit, &str)> = vec![
             (Box::new(|h| h.hashes = 0), "0 hash functions"),
             (Box::new(|h| h.hashes = 65), "hash functions"),
             (Box::new(|h| h.capacity = 0), "capacity is 0"),

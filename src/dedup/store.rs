@@ -51,7 +51,8 @@ impl StoreConfig {
         }
         // Catch sizes and hash counts we could not write at start-up, not at the first rotation.
         let rate = self.per_file_error_rate();
-        let (bits, hashes) = filter::sizing(self.capacity, rate).map_err(StoreError::InvalidConfig)?;
+        let (bits, hashes) =
+            filter::sizing(self.capacity, rate).map_err(StoreError::InvalidConfig)?;
         Header {
             capacity: self.capacity,
             error_rate: rate,
@@ -107,9 +108,16 @@ pub struct Quarantined {
 /// Fill and false-positive estimate of one filter file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FileStats {
+    /// From the file name `<timestamp>.bloom`.
     pub timestamp: u64,
+    /// Insertions that set at least one new bit (repeats and false positives do not count:
+    /// they add nothing to the filter's fill).
     pub inserted: u64,
+    /// The capacity this file was created with (files keep their own parameters).
     pub capacity: u64,
+    /// Insertions at which it is rotated: `capacity`, or slightly fewer (< 1%) where the
+    /// rounded hash count would otherwise push its estimated rate past the sized one.
+    pub fill_limit: u64,
     /// `inserted / capacity`.
     pub fill: f64,
     /// `(1 - e^{-k n / m})^k` for this file.
@@ -149,6 +157,10 @@ enum Rotation {
 
 /// The deduplication memory: answers "seen before?" for identities and remembers new ones,
 /// across restarts, with a bounded false-positive rate.
+///
+/// Bits and counts live in shared file mappings, so a process exit or kill loses nothing
+/// written; [`Store::flush`] on shutdown (and [`Store::flush_async`] now and then) covers
+/// kernel crashes and power loss too. Dropping the store does not flush.
 pub struct Store {
     cfg: StoreConfig,
     /// Read-only filters, oldest first; at most `batch_count - 1`.
@@ -179,7 +191,7 @@ impl Store {
 
         let mut candidates = scan_dir(&dir)?;
         // Newest first, so the newest `batch_count` valid files are kept.
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut files = Vec::new();
         let mut quarantined = Vec::new();
         for (ts, path) in candidates {
@@ -197,7 +209,7 @@ impl Store {
         let newest = match files.pop() {
             Some(f) => f,
             None => {
-                let f = create_filter(&cfg, unix_secs(now))?;
+                let f = create_filter(&cfg, unix_secs(now), unix_secs(now))?;
                 tracing::info!(file = %f.path().display(), "started the first dedup filter");
                 f
             }
@@ -251,7 +263,8 @@ impl Store {
     }
 
     /// Starts a new filter if the newest is at least `batch_duration` old or has reached its
-    /// capacity, deleting the oldest beyond `batch_count`. Returns whether it rotated.
+    /// fill limit (see [`FileStats::fill_limit`]), deleting the oldest beyond `batch_count`.
+    /// Returns whether it rotated.
     /// The pipeline need not call this: insertions do.
     pub fn maybe_rotate(&mut self, now: SystemTime) -> Result<bool, StoreError> {
         let now_s = unix_secs(now);
@@ -266,6 +279,7 @@ impl Store {
                 file = %newest.path().display(),
                 inserted = newest.inserted(),
                 capacity = newest.capacity(),
+                fill_limit = newest.fill_limit(),
                 "filter reached its capacity; rotating early to keep the false-positive bound"
             );
             Rotation::Fill
@@ -275,7 +289,7 @@ impl Store {
         // A fill rotation can come twice within a second, and the clock can step back:
         // names must stay unique and ordered.
         let ts = now_s.max(newest.timestamp().saturating_add(1));
-        let filter = create_filter(&self.cfg, ts)?;
+        let filter = create_filter(&self.cfg, ts, now_s)?;
         let new_path = filter.path().to_path_buf();
         let previous = std::mem::replace(&mut self.newest, filter);
         self.older.push_back(previous);
@@ -330,6 +344,7 @@ impl Store {
                 timestamp: f.timestamp(),
                 inserted: f.inserted(),
                 capacity: f.capacity(),
+                fill_limit: f.fill_limit(),
                 fill: f.inserted() as f64 / f.capacity() as f64,
                 estimated_fp: f.estimated_fp(),
             })
@@ -362,12 +377,18 @@ impl Store {
     }
 }
 
-fn create_filter(cfg: &StoreConfig, ts: u64) -> Result<Filter, StoreError> {
-    Filter::create(&cfg.dir, ts, cfg.capacity, cfg.per_file_error_rate(), ts).map_err(|source| {
-        StoreError::Create {
-            path: cfg.dir.join(filter::file_name(ts)),
-            source,
-        }
+/// `ts` names the file (unique, increasing); `created` records the actual clock reading.
+fn create_filter(cfg: &StoreConfig, ts: u64, created: u64) -> Result<Filter, StoreError> {
+    Filter::create(
+        &cfg.dir,
+        ts,
+        cfg.capacity,
+        cfg.per_file_error_rate(),
+        created,
+    )
+    .map_err(|source| StoreError::Create {
+        path: cfg.dir.join(filter::file_name(ts)),
+        source,
     })
 }
 
@@ -376,6 +397,11 @@ fn unix_secs(t: SystemTime) -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+const PROBE_PREFIX: &str = ".write-probe.";
+
+/// Year ~36800: anything later in a file name is not a real creation time.
+const MAX_TIMESTAMP: u64 = 1 << 40;
+
 fn check_writable(dir: &Path) -> Result<(), StoreError> {
     let unwritable = |what, source| StoreError::Unwritable {
         path: dir.to_path_buf(),
@@ -383,7 +409,7 @@ fn check_writable(dir: &Path) -> Result<(), StoreError> {
         source,
     };
     fs::create_dir_all(dir).map_err(|e| unwritable("cannot create it", e))?;
-    let probe = dir.join(format!(".write-probe.{}", std::process::id()));
+    let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     fs::write(&probe, b"probe").map_err(|e| unwritable("cannot create a file in it", e))?;
     fs::remove_file(&probe).map_err(|e| unwritable("cannot delete a file in it", e))?;
     Ok(())
@@ -405,14 +431,15 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             tracing::info!(file = %path.display(), "ignoring file with a non-UTF-8 name in the persistence directory");
             continue;
         };
-        if name.ends_with(".bloom.tmp") {
-            // A filter whose creation was cut short by a crash; it was never renamed into place.
+        if name.ends_with(".bloom.tmp") || name.starts_with(PROBE_PREFIX) {
+            // A filter whose creation was cut short by a crash (it was never renamed into
+            // place), or a writability probe from a start-up that died.
             match fs::remove_file(&path) {
                 Ok(()) => {
-                    tracing::info!(file = %path.display(), "removed unfinished filter file left by a crash")
+                    tracing::info!(file = %path.display(), "removed unfinished file left by a crash")
                 }
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished filter file")
+                    tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished file left by a crash")
                 }
             }
             continue;
@@ -426,7 +453,9 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
             // "0012.bloom" would alias "12.bloom".
-            .filter(|ts| filter::file_name(*ts) == name);
+            .filter(|ts| filter::file_name(*ts) == name)
+            // Room to add one per rotation without overflowing or colliding.
+            .filter(|ts| *ts <= MAX_TIMESTAMP);
         let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
         match ts {
             Some(ts) if is_file => found.push((ts, path)),
@@ -482,6 +511,7 @@ fn remove_old(path: &Path) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use crate::dedup::filter::Filter;
@@ -597,10 +627,11 @@ mod tests {
                         recorded.push((id, newest_ts(&store)));
                     }
                     Op::CheckAndInsert(id) => {
-                        if store.check_and_insert(&id, at(now)).unwrap() {
+                        let new = store.check_and_insert(&id, at(now)).unwrap();
+                        prop_assert!(store.contains(&id));
+                        if new {
                             recorded.push((id, newest_ts(&store)));
                         }
-                        prop_assert!(store.contains(&id));
                     }
                     Op::Wait(s) => now += s,
                     Op::Reopen => {
@@ -632,10 +663,12 @@ mod tests {
         let mut i = 0u64;
         loop {
             let s = store.stats();
-            if s.files.len() == 3 && s.files.iter().all(|f| f.inserted >= capacity) {
+            if s.files.len() == 3 && s.files.iter().all(|f| f.inserted >= f.fill_limit) {
                 break;
             }
-            store.insert(format!("seen-{i}").as_bytes(), at(T0)).unwrap();
+            store
+                .insert(format!("seen-{i}").as_bytes(), at(T0))
+                .unwrap();
             i += 1;
         }
         let probes = 400_000u64;
@@ -649,7 +682,33 @@ mod tests {
         assert!(fp <= 0.01 * 1.15, "measured fp {fp} over bound 0.01");
         // The filters really are full: the rate is near the bound, not trivially below it.
         assert!(fp > 0.007, "measured fp {fp}: filters not full?");
-        assert!((fp - est).abs() < est * 0.15, "measured {fp}, estimated {est}");
+        assert!(
+            (fp - est).abs() < est * 0.15,
+            "measured {fp}, estimated {est}"
+        );
+        assert!(est <= 0.01, "estimate {est}");
+    }
+
+    #[test]
+    fn fill_rotation_comes_before_the_estimate_passes_the_bound() {
+        // 0.1 at batch_count 1 rounds to k = 3, whose estimate at capacity is over 0.1.
+        let dir = tempfile::tempdir().unwrap();
+        let capacity = 10_000;
+        let mut cfg = config(dir.path(), capacity, 1, 3600);
+        cfg.error_rate = 0.1;
+        let mut store = Store::open(cfg, at(T0)).unwrap();
+        let first = store.stats().files[0].clone();
+        assert!(first.fill_limit < capacity, "{first:?}");
+        let mut i = 0u32;
+        while store.stats().files[0].timestamp == T0 {
+            assert!(store.stats().estimated_fp <= 0.1, "{}", store.stats());
+            let before = store.stats().files[0].clone();
+            store.insert(&i.to_le_bytes(), at(T0)).unwrap();
+            if store.stats().files[0].timestamp != T0 {
+                assert_eq!(before.inserted, before.fill_limit);
+            }
+            i += 1;
+        }
     }
 
     #[test]
@@ -686,7 +745,10 @@ mod tests {
         assert!(!store.maybe_rotate(at(T0 + 9)).unwrap());
         assert!(store.contains(b"old"));
         store.insert(b"new", at(T0 + 86_400 * 365)).unwrap();
-        assert!(!store.contains(b"old"), "batch_count 1: the old filter is gone");
+        assert!(
+            !store.contains(b"old"),
+            "batch_count 1: the old filter is gone"
+        );
         assert!(store.contains(b"new"));
     }
 
@@ -694,7 +756,7 @@ mod tests {
     fn rotates_early_when_full_with_unique_ordered_names() {
         let dir = tempfile::tempdir().unwrap();
         let capacity = 10;
-        let (mut store, logs) = with_logs(|| {
+        let (store, logs) = with_logs(|| {
             let mut store = Store::open(config(dir.path(), capacity, 3, 3600), at(T0)).unwrap();
             for i in 0..45u32 {
                 // All within one second.
@@ -755,13 +817,52 @@ mod tests {
         let valid = fs::read(dir.path().join(format!("{T0}.bloom"))).unwrap();
         let tmp = dir.path().join(format!("{}.bloom.tmp", T0 + 10));
         fs::write(&tmp, &valid[..50]).unwrap();
+        let probe = dir.path().join(format!("{PROBE_PREFIX}99999999"));
+        fs::write(&probe, b"probe").unwrap();
 
         let (store, logs) = with_logs(|| Store::open(cfg.clone(), at(T0 + 5)).unwrap());
         assert!(!tmp.exists());
-        assert!(logs.contains("removed unfinished filter file"), "{logs}");
+        assert!(!probe.exists());
+        assert!(logs.contains("removed unfinished file"), "{logs}");
         assert!(store.quarantined().is_empty());
         assert!(store.contains(b"kept"));
         assert_eq!(bloom_names(dir.path()), vec![format!("{T0}.bloom")]);
+    }
+
+    #[test]
+    fn a_killed_process_loses_nothing_it_inserted() {
+        const CHILD: &str = "KEP_DEDUP_KILLED_CHILD_DIR";
+        if let Some(dir) = std::env::var_os(CHILD) {
+            let mut store = Store::open(config(Path::new(&dir), 1000, 3, 3600), at(T0)).unwrap();
+            for i in 0..500u32 {
+                store.insert(&i.to_le_bytes(), at(T0)).unwrap();
+            }
+            // SAFETY: kill/getpid have no preconditions; this ends the child without unwinding,
+            // dropping or flushing anything, like an OOM kill.
+            unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+            unreachable!("SIGKILL returned");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "dedup::store::tests::a_killed_process_loses_nothing_it_inserted",
+                "--test-threads=1",
+            ])
+            .env(CHILD, dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+        let store = Store::open(config(dir.path(), 1000, 3, 3600), at(T0 + 1)).unwrap();
+        assert!(store.quarantined().is_empty());
+        for i in 0..500u32 {
+            assert!(store.contains(&i.to_le_bytes()), "lost {i}");
+        }
+        let inserted = store.stats().files[0].inserted;
+        assert!((495..=500).contains(&inserted), "count {inserted}");
     }
 
     /// Writes a valid file with `header` except for the fields `edit` changes, re-checksummed.
@@ -849,15 +950,31 @@ mod tests {
     fn foreign_names_are_ignored_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for name in ["notes.txt", "0012.bloom", "12.bloom.bak", "abc.bloom", ".bloom", "-5.bloom"] {
+        for name in [
+            "notes.txt",
+            "0012.bloom",
+            "12.bloom.bak",
+            "abc.bloom",
+            ".bloom",
+            "-5.bloom",
+            "18446744073709551615.bloom",
+        ] {
             fs::write(d.join(name), b"x").unwrap();
         }
         fs::create_dir(d.join("77.bloom")).unwrap();
-        let (store, logs) =
-            with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
+        let (store, logs) = with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
         assert!(store.quarantined().is_empty());
         assert_eq!(store.files(), vec![d.join(format!("{T0}.bloom"))]);
-        for name in ["notes.txt", "0012.bloom", "12.bloom.bak", "abc.bloom", ".bloom", "-5.bloom", "77.bloom"] {
+        for name in [
+            "notes.txt",
+            "0012.bloom",
+            "12.bloom.bak",
+            "abc.bloom",
+            ".bloom",
+            "-5.bloom",
+            "18446744073709551615.bloom",
+            "77.bloom",
+        ] {
             assert!(d.join(name).exists(), "{name}");
             assert!(logs.contains(name), "no log line for {name}: {logs}");
         }
@@ -872,7 +989,10 @@ mod tests {
             let err = Store::open(config(&path, 100, 3, 60), at(T0)).unwrap_err();
             assert!(matches!(err, StoreError::Unwritable { .. }), "{err:?}");
             let msg = err.to_string();
-            assert!(msg.contains(&path.display().to_string()) && msg.contains("not writable"), "{msg}");
+            assert!(
+                msg.contains(&path.display().to_string()) && msg.contains("not writable"),
+                "{msg}"
+            );
         }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
@@ -890,19 +1010,46 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = config(dir.path(), 100, 3, 60);
         let cases = [
-            StoreConfig { capacity: 0, ..base.clone() },
-            StoreConfig { batch_count: 0, ..base.clone() },
-            StoreConfig { error_rate: 0.0, ..base.clone() },
-            StoreConfig { error_rate: 1.0, ..base.clone() },
-            StoreConfig { error_rate: 1e-30, ..base.clone() },
-            StoreConfig { batch_duration: Duration::from_millis(10), ..base.clone() },
-            StoreConfig { capacity: u64::MAX / 4, ..base.clone() },
+            StoreConfig {
+                capacity: 0,
+                ..base.clone()
+            },
+            StoreConfig {
+                batch_count: 0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 0.0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 1.0,
+                ..base.clone()
+            },
+            StoreConfig {
+                error_rate: 1e-30,
+                ..base.clone()
+            },
+            StoreConfig {
+                batch_duration: Duration::from_millis(10),
+                ..base.clone()
+            },
+            StoreConfig {
+                capacity: u64::MAX / 4,
+                ..base.clone()
+            },
         ];
         for cfg in cases {
             let err = Store::open(cfg.clone(), at(T0)).unwrap_err();
-            assert!(matches!(err, StoreError::InvalidConfig(_)), "{cfg:?}: {err:?}");
+            assert!(
+                matches!(err, StoreError::InvalidConfig(_)),
+                "{cfg:?}: {err:?}"
+            );
         }
-        assert!(names(dir.path()).is_empty(), "nothing written for a bad config");
+        assert!(
+            names(dir.path()).is_empty(),
+            "nothing written for a bad config"
+        );
     }
 
     #[test]
@@ -919,8 +1066,12 @@ mod tests {
         store.insert(b"b", at(T0 + 10)).unwrap();
         let caps: Vec<u64> = store.stats().files.iter().map(|f| f.capacity).collect();
         assert_eq!(caps, vec![100, 5000]);
-        let old = Filter::open(&dir.path().join(format!("{T0}.bloom")), T0).ok().unwrap();
-        let new = Filter::open(&dir.path().join(format!("{}.bloom", T0 + 10)), T0 + 10).ok().unwrap();
+        let old = Filter::open(&dir.path().join(format!("{T0}.bloom")), T0)
+            .ok()
+            .unwrap();
+        let new = Filter::open(&dir.path().join(format!("{}.bloom", T0 + 10)), T0 + 10)
+            .ok()
+            .unwrap();
         assert!((old.header().error_rate - 0.01 / 3.0).abs() < 1e-12);
         assert!((new.header().error_rate - 0.001 / 3.0).abs() < 1e-12);
         assert_ne!(old.header().hashes, new.header().hashes);
@@ -937,7 +1088,10 @@ mod tests {
             store.insert(&[i], at(T0)).unwrap();
         }
         assert!(store.files().len() > 1, "rotated by fill");
-        assert!(!store.check_and_insert(b"x", at(T0)).unwrap(), "found in an older filter");
+        assert!(
+            !store.check_and_insert(b"x", at(T0)).unwrap(),
+            "found in an older filter"
+        );
         assert!(store.check_and_insert(b"y", at(T0)).unwrap());
         assert!(store.contains(b"y"));
     }
@@ -950,7 +1104,10 @@ mod tests {
         fs::remove_dir_all(&sub).unwrap();
         let err = store.insert(b"late", at(T0 + 60)).unwrap_err();
         assert!(matches!(err, StoreError::Create { .. }), "{err:?}");
-        assert!(err.to_string().starts_with("cannot create filter file "), "{err}");
+        assert!(
+            err.to_string().starts_with("cannot create filter file "),
+            "{err}"
+        );
         assert!(store.contains(b"late"));
         assert!(store.check_and_insert(b"later", at(T0 + 61)).is_err());
         assert!(store.contains(b"later"));
@@ -973,7 +1130,13 @@ mod tests {
         assert!((full.estimated_fp - 0.01 / 3.0).abs() < 0.0003, "{full:?}");
         let set = 1.0 - (1.0 - s.files[0].estimated_fp) * (1.0 - s.files[1].estimated_fp);
         assert!((s.estimated_fp - set).abs() < 1e-15);
-        assert_eq!(s.to_string(), format!("filters 2 (newest fill 0%, est. fp {:.5} of bound 0.01)", s.estimated_fp));
+        assert_eq!(
+            s.to_string(),
+            format!(
+                "filters 2 (newest fill 0%, est. fp {:.5} of bound 0.01)",
+                s.estimated_fp
+            )
+        );
         store.flush().unwrap();
         store.flush_async().unwrap();
     }

@@ -107,7 +107,11 @@ impl EventsApi {
 
     /// A watch of all events after `resource_version`, with bookmarks; the server ends it after
     /// `timeout_secs`, and the caller resumes.
-    pub async fn watch(&self, resource_version: &str, timeout_secs: u64) -> Result<WatchBody, ApiError> {
+    pub async fn watch(
+        &self,
+        resource_version: &str,
+        timeout_secs: u64,
+    ) -> Result<WatchBody, ApiError> {
         let uri = format!(
             "/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
             percent_encode(resource_version)
@@ -129,7 +133,11 @@ impl EventsApi {
             .header(http::header::ACCEPT, "application/json")
             .body(Body::empty())
             .map_err(|e| ApiError::Body(format!("bad request {uri}: {e}")))?;
-        let response = self.client.send(request).await.map_err(ApiError::Transport)?;
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(ApiError::Transport)?;
         let status = response.status();
         Ok((status, response.into_body()))
     }
@@ -165,7 +173,9 @@ mod tests {
         let e = ApiError::from_status_body(410, body);
         assert!(e.is_gone());
         match e {
-            ApiError::Status { continue_token, .. } => assert_eq!(continue_token.as_deref(), Some("abc")),
+            ApiError::Status { continue_token, .. } => {
+                assert_eq!(continue_token.as_deref(), Some("abc"))
+            }
             other => panic!("{other:?}"),
         }
     }

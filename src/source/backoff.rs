@@ -31,10 +31,20 @@ impl Backoff {
         // step.
         let wait = cap.mul_f64(0.5 + 0.5 * unit_random());
         if self.logged.as_deref() != Some(cause) {
-            tracing::warn!(error = cause, failures = self.failures, "{what} failed; retrying in {:.1}s", wait.as_secs_f64());
+            tracing::warn!(
+                error = cause,
+                failures = self.failures,
+                "{what} failed; retrying in {:.1}s",
+                wait.as_secs_f64()
+            );
             self.logged = Some(cause.to_string());
         } else {
-            tracing::debug!(error = cause, failures = self.failures, "{what} failed again; retrying in {:.1}s", wait.as_secs_f64());
+            tracing::debug!(
+                error = cause,
+                failures = self.failures,
+                "{what} failed again; retrying in {:.1}s",
+                wait.as_secs_f64()
+            );
         }
         wait
     }

@@ -48,7 +48,11 @@ async fn config(settings: &Settings) -> Result<Config, ConnectError> {
         context: settings.context.as_ref().map(|c| c.value.clone()),
         ..Default::default()
     };
-    if let Some(Setting { value: path, origin }) = &settings.kubeconfig {
+    if let Some(Setting {
+        value: path,
+        origin,
+    }) = &settings.kubeconfig
+    {
         let wrap = |source| ConnectError::Kubeconfig {
             path: path.clone(),
             origin: origin.to_string(),

@@ -54,7 +54,9 @@ pub async fn run(
         while let Some(next) = splitter.next_object() {
             match next {
                 Ok(bytes) => offer_frame(pipeline, bytes, &mut rv),
-                Err(e) => tracing::warn!(source = %name, error = %e, "skipping unreadable replay input"),
+                Err(e) => {
+                    tracing::warn!(source = %name, error = %e, "skipping unreadable replay input")
+                }
             }
             if pipeline.batch_full() && pipeline.commit(shutdown).await.is_err() {
                 return Ok(());
@@ -78,7 +80,9 @@ fn offer_frame(pipeline: &mut Pipeline, bytes: &[u8], rv: &mut String) {
                 pipeline.offer_object(f.object, rv);
             }
             FrameType::Bookmark => {}
-            other => tracing::warn!(frame_type = %other, "skipping a replayed frame that is not an event"),
+            other => {
+                tracing::warn!(frame_type = %other, "skipping a replayed frame that is not an event")
+            }
         },
         Err(e) => tracing::warn!(error = %e, "skipping a malformed replayed frame"),
     }

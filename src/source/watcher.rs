@@ -16,6 +16,11 @@ use crate::resume::ResumePoint;
 
 /// How often the saved resourceVersion and the filters are pushed to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
+/// How often a waiting loop shows it is alive (for the systemd watchdog).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// A request the server does not answer within this is abandoned and retried. Waiting on it
+/// does not count as alive, so a stalled server stops the watchdog keep-alive meanwhile.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Watcher<'a> {
     pub api: EventsApi,
@@ -42,7 +47,9 @@ impl Watcher<'_> {
     pub async fn run(mut self) {
         let mut rv = self.resume.load();
         match &rv {
-            Some(v) => tracing::info!(resource_version = %v, "resuming the watch from the saved resourceVersion"),
+            Some(v) => {
+                tracing::info!(resource_version = %v, "resuming the watch from the saved resourceVersion")
+            }
             None => tracing::info!("no saved resourceVersion; listing all events"),
         }
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -60,21 +67,28 @@ impl Watcher<'_> {
                 },
             };
             let mut committed = start.clone();
-            let end = self.watch_from(&start, &mut committed, &mut backoff, &mut last_persist).await;
+            let end = self
+                .watch_from(&start, &mut committed, &mut backoff, &mut last_persist)
+                .await;
             rv = Some(committed);
             match end {
                 WatchEnd::Resume => {}
                 WatchEnd::Stopped => break,
                 WatchEnd::Gone => {
-                    tracing::info!("the saved resourceVersion has expired on the server; listing all events again");
+                    tracing::info!(
+                        "the saved resourceVersion has expired on the server; listing all events again"
+                    );
                     if let Err(e) = self.resume.clear() {
                         tracing::warn!(error = %e, "cannot remove the expired resourceVersion file");
                     }
                     rv = None;
                 }
                 WatchEnd::Failed(cause) => {
-                    let wait = backoff.failure("watching events", &cause);
-                    if self.sleep(wait).await.is_err() {
+                    if self
+                        .retry_later(&mut backoff, "watching events", &cause)
+                        .await
+                        .is_err()
+                    {
                         break;
                     }
                 }
@@ -88,11 +102,18 @@ impl Watcher<'_> {
         let mut token: Option<String> = None;
         let mut list_rv: Option<String> = None;
         let mut pages = 0u32;
+        self.progress.listing();
         loop {
             let page = tokio::select! {
-                p = self.api.list_page(token.as_deref()) => p,
+                p = tokio::time::timeout(REQUEST_TIMEOUT, self.api.list_page(token.as_deref())) => p,
                 _ = self.shutdown.changed() => return Err(Stopped),
             };
+            let page = page.unwrap_or_else(|_| {
+                Err(ApiError::Body(format!(
+                    "no answer to a list request within {}s",
+                    REQUEST_TIMEOUT.as_secs()
+                )))
+            });
             let body = match page {
                 Ok(b) => b,
                 Err(e) if e.is_gone() && token.is_some() => {
@@ -104,20 +125,21 @@ impl Watcher<'_> {
                     continue;
                 }
                 Err(e) => {
-                    let wait = backoff.failure("listing events", &e.to_string());
-                    self.sleep(wait).await?;
+                    self.retry_later(backoff, "listing events", &e.to_string())
+                        .await?;
                     return Ok(None);
                 }
             };
             let parsed = match frame::parse_list(&body) {
                 Ok(p) => p,
                 Err(e) => {
-                    let wait = backoff.failure("listing events", &format!("unreadable list page: {e}"));
-                    self.sleep(wait).await?;
+                    let cause = format!("unreadable list page: {e}");
+                    self.retry_later(backoff, "listing events", &cause).await?;
                     return Ok(None);
                 }
             };
             backoff.success("listing events");
+            self.progress.beat();
             pages += 1;
             for (index, item) in parsed.items.iter().enumerate() {
                 self.pipeline.offer_list_item(item, index);
@@ -135,12 +157,14 @@ impl Watcher<'_> {
             }
         }
         let Some(rv) = list_rv else {
-            let wait = backoff.failure("listing events", "the list carried no resourceVersion");
-            self.sleep(wait).await?;
+            let cause = "the list carried no resourceVersion";
+            self.retry_later(backoff, "listing events", cause).await?;
             return Ok(None);
         };
         let c = self.pipeline.counters();
         tracing::info!(resource_version = %rv, pages, written = c.written, skipped = c.skipped, "listed all events; watching from here");
+        self.progress
+            .store(self.pipeline.store_stats().to_string(), c);
         self.progress.listed(&rv);
         Ok(Some(rv))
     }
@@ -156,13 +180,17 @@ impl Watcher<'_> {
         // that a silent connection is caught by us either way.
         let timeout = self.idle_timeout.as_secs() + 30;
         let opened = tokio::select! {
-            w = self.api.watch(from, timeout) => w,
+            w = tokio::time::timeout(REQUEST_TIMEOUT, self.api.watch(from, timeout)) => w,
             _ = self.shutdown.changed() => return WatchEnd::Stopped,
         };
         let mut body: WatchBody = match opened {
-            Ok(b) => b,
-            Err(e) if e.is_gone() => return WatchEnd::Gone,
-            Err(e) => return WatchEnd::Failed(e.to_string()),
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if e.is_gone() => return WatchEnd::Gone,
+            Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+            Err(_) => {
+                let secs = REQUEST_TIMEOUT.as_secs();
+                return WatchEnd::Failed(format!("no answer to a watch request within {secs}s"));
+            }
         };
         backoff.success("watching events");
         self.progress.watching(from);
@@ -170,32 +198,44 @@ impl Watcher<'_> {
 
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
         let mut latest = from.to_string();
-        let mut tick = tokio::time::interval(PERSIST_EVERY);
+        let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
+        // A deadline, not a per-read timeout: the heartbeat tick must not restart the count.
+        let mut idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
         loop {
             let chunk = tokio::select! {
-                c = tokio::time::timeout(self.idle_timeout, body.chunk()) => c,
+                c = tokio::time::timeout_at(idle_deadline, body.chunk()) => c,
                 _ = self.shutdown.changed() => {
                     return WatchEnd::Stopped;
                 }
                 _ = tick.tick() => {
-                    self.persist(committed, last_persist);
+                    self.progress.beat();
+                    if last_persist.elapsed() >= PERSIST_EVERY {
+                        self.persist(committed, last_persist);
+                    }
                     continue;
                 }
             };
             let bytes = match chunk {
                 Err(_) => {
-                    tracing::info!(idle_secs = self.idle_timeout.as_secs(), "the watch delivered nothing for too long; reconnecting");
+                    tracing::info!(
+                        idle_secs = self.idle_timeout.as_secs(),
+                        "the watch delivered nothing for too long; reconnecting"
+                    );
                     return WatchEnd::Resume;
                 }
                 Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
                 Ok(Ok(None)) => {
                     if !buf.is_empty() {
-                        tracing::debug!(bytes = buf.len(), "the watch ended inside a frame; resuming before it");
+                        tracing::debug!(
+                            bytes = buf.len(),
+                            "the watch ended inside a frame; resuming before it"
+                        );
                     }
                     return WatchEnd::Resume;
                 }
                 Ok(Ok(Some(b))) => b,
             };
+            idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
             buf.extend_from_slice(&bytes);
             let mut consumed = 0;
             let mut end = None;
@@ -278,12 +318,35 @@ impl Watcher<'_> {
             tracing::warn!(error = %e, "cannot save the resourceVersion; a restart may list again");
         }
         self.pipeline.flush_store(false);
+        let stats = self.pipeline.store_stats().to_string();
+        self.progress.store(stats, self.pipeline.counters());
     }
 
+    /// Logs the failure (once per cause), shows it in STATUS, and waits out the back-off.
+    async fn retry_later(
+        &mut self,
+        backoff: &mut Backoff,
+        what: &str,
+        cause: &str,
+    ) -> Result<(), Stopped> {
+        let wait = backoff.failure(what, cause);
+        self.progress.failing(&format!("{what}: {cause}"));
+        self.sleep(wait).await
+    }
+
+    /// Sleeps, showing the loop alive meanwhile; a back-off is deliberate waiting, not a hang.
     async fn sleep(&mut self, wait: Duration) -> Result<(), Stopped> {
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => Ok(()),
-            _ = self.shutdown.changed() => Err(Stopped),
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            self.progress.beat();
+            let step = until.saturating_duration_since(tokio::time::Instant::now());
+            if step.is_zero() {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(step.min(HEARTBEAT_EVERY)) => {}
+                _ = self.shutdown.changed() => return Err(Stopped),
+            }
         }
     }
 

@@ -31,7 +31,10 @@ impl Daemon {
     }
 
     pub fn spawn(cmd: &mut Command) -> Daemon {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("start kube-event-pipe");
+        let mut child = cmd
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start kube-event-pipe");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
@@ -86,7 +89,10 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("kube-event-pipe did not exit in time; log:\n{}", self.stderr());
+                panic!(
+                    "kube-event-pipe did not exit in time; log:\n{}",
+                    self.stderr()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
