@@ -37,7 +37,12 @@ const BIN: &str = "kube-event-pipe";
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() {
-    for input in ["build.rs", "src/config/cli.rs", "src/config/keys.rs", "CHANGELOG.md"] {
+    for input in [
+        "build.rs",
+        "src/config/cli.rs",
+        "src/config/keys.rs",
+        "CHANGELOG.md",
+    ] {
         println!("cargo:rerun-if-changed={input}");
     }
     if let Err(e) = run() {
@@ -118,9 +123,9 @@ fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<S
     for (n, line) in markdown.lines().enumerate() {
         let n = n + 1;
         if let Some(head) = line.strip_prefix("## ") {
-            let (v, d) = head
-                .split_once(" - ")
-                .ok_or(format!("CHANGELOG.md:{n}: expected `## VERSION - YYYY-MM-DD`"))?;
+            let (v, d) = head.split_once(" - ").ok_or(format!(
+                "CHANGELOG.md:{n}: expected `## VERSION - YYYY-MM-DD`"
+            ))?;
             releases.push(Release {
                 version: v.trim().to_string(),
                 date: d.trim().to_string(),
@@ -135,12 +140,16 @@ fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<S
             let item = releases
                 .last_mut()
                 .and_then(|r| r.items.last_mut())
-                .ok_or(format!("CHANGELOG.md:{n}: continuation line outside an item"))?;
+                .ok_or(format!(
+                    "CHANGELOG.md:{n}: continuation line outside an item"
+                ))?;
             item.push(' ');
             item.push_str(line.trim());
         }
     }
-    let newest = releases.first().ok_or("CHANGELOG.md has no `## VERSION - DATE` section")?;
+    let newest = releases
+        .first()
+        .ok_or("CHANGELOG.md has no `## VERSION - DATE` section")?;
     if newest.version != version {
         return Err(format!(
             "CHANGELOG.md: the newest entry is {}, but Cargo.toml says {version}; add its entry",
