@@ -159,5 +159,19 @@ else
     fail "rbac.yaml does not grant exactly what it should (see the assertion above)"
 fi
 
+echo "== docs"
+# README's Install section repeats KUBECONFIG.md's commands; they must not drift apart.
+if /usr/bin/python3 - <<'EOF'; then
+import sys
+kc = open("packaging/KUBECONFIG.md").read()
+start = kc.index("```sh")
+block = kc[start:kc.index("```\n", start + 5) + 4]
+sys.exit(0 if block in open("README.md").read() else 1)
+EOF
+    pass "README's Install section has the commands of packaging/KUBECONFIG.md, verbatim"
+else
+    fail "README's Install section and packaging/KUBECONFIG.md give different commands"
+fi
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

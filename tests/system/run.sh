@@ -3,8 +3,10 @@
 # container booted from a debootstrap'ed Debian bookworm), against the fake API server running
 # on the host (the container shares the host's network).
 #
-#   packaging/build-packages.sh      # once: the packages under $CARGO_TARGET_DIR/packages
-#   tests/system/run.sh              # as root
+#   packaging/build-packages.sh        # the packages under $CARGO_TARGET_DIR/packages
+#   tests/system/run.sh                # as root
+#   tests/system/run.sh --prepare-rootfs   # only debootstrap the cached rootfs (network-bound;
+#                                          # .ci/run does it in the background meanwhile)
 #
 # Needs: root, debootstrap, systemd-nspawn (systemd-container), nsenter, python3, curl, cargo.
 # The rootfs is debootstrap'ed once and cached as a tarball (KEP_ROOTFS_CACHE, default
@@ -66,7 +68,12 @@ apt_mirror() {
 }
 
 ensure_rootfs() {
+    # One builder at a time (a background --prepare-rootfs and a test run may overlap).
+    mkdir -p "$CACHE"
+    exec 9>"$CACHE/.lock"
+    flock 9
     if [ -f "$TARBALL" ] && [ "$(cat "$TARBALL.include" 2>/dev/null)" = "$INCLUDE" ]; then
+        flock -u 9
         return 0
     fi
     local mirror tmp
@@ -87,6 +94,7 @@ ensure_rootfs() {
     mv "$TARBALL.tmp" "$TARBALL"
     printf '%s\n' "$INCLUDE" >"$TARBALL.include"
     rm -rf "$tmp"
+    flock -u 9
 }
 
 # boot NAME: a fresh container from the cached tree; sets NSPAWN_PID and CPID (its PID 1).
@@ -446,6 +454,11 @@ rpm_tests() {
 
 main() {
     [ "$(id -u)" = 0 ] || die "must run as root (systemd-nspawn)"
+    if [ "${1:-}" = --prepare-rootfs ]; then
+        command -v debootstrap >/dev/null || die "debootstrap is missing"
+        ensure_rootfs
+        return 0
+    fi
     local t
     for t in debootstrap systemd-nspawn nsenter python3 curl cargo dpkg-deb rpm; do
         command -v "$t" >/dev/null || die "$t is missing"
