@@ -172,6 +172,39 @@ start_fake() {
     ADMIN=$(sed -n 2p "$WORK/fake.out")
     [ -n "$ADMIN" ] || die "the fake API server did not start: $(cat "$WORK/fake.err")"
     log "   API $(sed -n 1p "$WORK/fake.out"), admin $ADMIN"
+    doc_kubeconfig
+}
+
+# The kubeconfig the way packaging/KUBECONFIG.md makes it (step 4: kubectl config set-cluster
+# with the CA embedded, set-credentials with the token, set-context, use-context), from the
+# fake's server URL, CA and token; the daemon in the container then uses it. Without kubectl
+# on the host, the fake's own kubeconfig is used (and said so).
+KUBECONFIG_FILE=
+doc_kubeconfig() {
+    KUBECONFIG_FILE=$WORK/fake.kubeconfig
+    if ! command -v kubectl >/dev/null; then
+        log "   kubectl is not installed: using the fake's kubeconfig, not one made as KUBECONFIG.md says"
+        return 0
+    fi
+    local server token ca kc=$WORK/doc.kubeconfig
+    server=$(sed -n 1p "$WORK/fake.out")
+    token=system-test-token
+    ca=$WORK/ca.crt
+    python3 - "$WORK/fake.kubeconfig" "$ca" <<'EOF' || die "cannot read the CA from the fake's kubeconfig"
+import base64, re, sys
+text = open(sys.argv[1]).read()
+data = re.search(r"certificate-authority-data:\s*(\S+)", text).group(1)
+open(sys.argv[2], "wb").write(base64.b64decode(data))
+EOF
+    kubectl config --kubeconfig="$kc" set-cluster kubernetes \
+        --server="$server" --certificate-authority="$ca" --embed-certs=true >/dev/null &&
+        kubectl config --kubeconfig="$kc" set-credentials kube-event-pipe --token="$token" >/dev/null &&
+        kubectl config --kubeconfig="$kc" set-context kube-event-pipe \
+            --cluster=kubernetes --user=kube-event-pipe >/dev/null &&
+        kubectl config --kubeconfig="$kc" use-context kube-event-pipe >/dev/null ||
+        die "kubectl config failed"
+    KUBECONFIG_FILE=$kc
+    log "   kubeconfig made with kubectl config set-cluster/set-credentials/set-context/use-context (KUBECONFIG.md)"
 }
 # add_events START COUNT: create realistic events START..START+COUNT-1 on the fake.
 add_events() {
@@ -246,7 +279,7 @@ sc() { in_ct timeout "$TIMEOUT" systemctl "$@"; }
 is_active() { [ "$(prop ActiveState)" = active ] && [ "$(prop SubState)" = running ]; }
 
 put_kubeconfig() {
-    in_ct sh -c 'cat > /etc/kube-event-pipe/kubeconfig' <"$WORK/fake.kubeconfig" &&
+    in_ct sh -c 'cat > /etc/kube-event-pipe/kubeconfig' <"$KUBECONFIG_FILE" &&
         in_ct chown root:kube-event-pipe /etc/kube-event-pipe/kubeconfig &&
         in_ct chmod 0640 /etc/kube-event-pipe/kubeconfig
 }
