@@ -60,8 +60,7 @@ fn run() -> Result<()> {
     let mut cmd = cli::Cli::command();
     cmd.build();
 
-    let mut man = Vec::new();
-    clap_mangen::Man::new(cmd.clone()).render(&mut man)?;
+    let man = man_page(cmd.clone())?;
     std::fs::write(assets.join(format!("{BIN}.1.gz")), gzip(&man)?)?;
 
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
@@ -79,6 +78,112 @@ fn run() -> Result<()> {
         copy_tree(&assets, &profile_dir.join("assets"))?;
     }
     Ok(())
+}
+
+/// clap_mangen's sections (name, synopsis, description, options) plus what an operator looks
+/// for in a daemon's page: the environment variables (from the same key table the flags use),
+/// files, signals, exit status and where to read on.
+fn man_page(cmd: clap::Command) -> Result<Vec<u8>> {
+    use roff::{Roff, bold, italic, roman};
+    let man = clap_mangen::Man::new(cmd);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    man.render_name_section(&mut out)?;
+    man.render_synopsis_section(&mut out)?;
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+
+    let mut r = Roff::new();
+    let tp = |r: &mut Roff, term: &str, text: &str| {
+        r.control("TP", []).text([bold(term)]).text([roman(text)]);
+    };
+    r.control("SH", ["ENVIRONMENT"]);
+    r.text([roman(
+        "Each setting can also be given in the environment; flags win over the environment, \
+         which wins over the config file.",
+    )]);
+    for key in keys::ALL {
+        let text = match key.default_text {
+            "" => format!("{} (TOML key {})", key.help, key.toml),
+            default => format!("{} (TOML key {}, default {default})", key.help, key.toml),
+        };
+        tp(&mut r, &key.env_var(), &text);
+    }
+    tp(
+        &mut r,
+        "KUBE_EVENT_PIPE_CONFIG",
+        "the TOML config file, as --config gives it",
+    );
+
+    r.control("SH", ["FILES"]);
+    for (path, text) in [
+        (
+            "/etc/kube-event-pipe/config.toml",
+            "the config file, read when it exists",
+        ),
+        (
+            "/etc/kube-event-pipe/kubeconfig",
+            "the credentials the packaged service uses; the unit does not start without it \
+             (see /usr/share/doc/kube-event-pipe/KUBECONFIG.md)",
+        ),
+        (
+            "/var/lib/kube-event-pipe/",
+            "the packaged service's persistence_path: <unix_ts>.bloom dedup filters and the \
+             saved resource_version",
+        ),
+        (
+            "/var/log/kube-event-pipe/events.log",
+            "the packaged service's destination, one JSON object per line, rotated by \
+             /etc/logrotate.d/kube-event-pipe",
+        ),
+    ] {
+        tp(&mut r, path, text);
+    }
+
+    r.control("SH", ["SIGNALS"]);
+    tp(
+        &mut r,
+        "SIGHUP",
+        "the next write goes to a freshly opened destination (for logrotate)",
+    );
+    tp(
+        &mut r,
+        "SIGTERM, SIGINT, SIGQUIT",
+        "write the lines in hand, save the resourceVersion, flush the filters, exit 0; \
+         a second one exits at once with status 130",
+    );
+
+    r.control("SH", ["EXIT STATUS"]);
+    for (code, text) in [
+        (
+            "0",
+            "clean exit: --check-config succeeded, the replay input ended, or a stop signal \
+             was handled",
+        ),
+        ("1", "a failure while running"),
+        (
+            "2",
+            "something to fix before it can start: bad configuration, unreadable kubeconfig, \
+             unopenable destination, unusable state directory",
+        ),
+        ("130", "a second stop signal cut the shutdown short"),
+    ] {
+        tp(&mut r, code, text);
+    }
+
+    r.control("SH", ["SEE ALSO"]);
+    r.text([
+        bold("systemctl"),
+        roman("(1), "),
+        bold("journalctl"),
+        roman("(1), "),
+        bold("logrotate"),
+        roman("(8), "),
+        italic("/usr/share/doc/kube-event-pipe/README.md"),
+    ]);
+    r.to_writer(&mut out)?;
+    man.render_version_section(&mut out)?;
+    Ok(out)
 }
 
 /// `<target>/<profile>` (or `<target>/<triple>/<profile>`) from
