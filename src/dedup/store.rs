@@ -289,11 +289,28 @@ impl Store {
         // A fill rotation can come twice within a second, and the clock can step back:
         // names must stay unique and ordered.
         let ts = now_s.max(newest.timestamp().saturating_add(1));
+        // The oldest goes before the new one is created, so the directory never holds more
+        // than batch_count files, not even for a moment (batch_count 1 excepted: the newest
+        // must stay until its successor exists).
+        let keep = self.cfg.batch_count as usize;
+        self.drop_oldest_while(|older| older + 2 > keep);
         let filter = create_filter(&self.cfg, ts, now_s)?;
         let new_path = filter.path().to_path_buf();
         let previous = std::mem::replace(&mut self.newest, filter);
         self.older.push_back(previous);
-        while self.older.len() >= self.cfg.batch_count as usize {
+        self.drop_oldest_while(|older| older >= keep);
+        tracing::info!(
+            file = %new_path.display(),
+            reason = ?reason,
+            stats = %self.stats(),
+            "started a new dedup filter"
+        );
+        Ok(true)
+    }
+
+    /// Deletes the oldest filters while `excess(number of older filters)` holds.
+    fn drop_oldest_while(&mut self, excess: impl Fn(usize) -> bool) {
+        while excess(self.older.len()) {
             let Some(old) = self.older.pop_front() else {
                 break;
             };
@@ -302,13 +319,6 @@ impl Store {
             drop(old);
             remove_old(&path);
         }
-        tracing::info!(
-            file = %new_path.display(),
-            reason = ?reason,
-            stats = %self.stats(),
-            "started a new dedup filter"
-        );
-        Ok(true)
     }
 
     /// Writes all filters to disk and waits (msync MS_SYNC). For shutdown.
