@@ -400,6 +400,9 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 const PROBE_PREFIX: &str = ".write-probe.";
 
+/// The temporary name the saved resourceVersion is written under (see `resume`).
+const RESUME_TMP: &str = "resource_version.tmp";
+
 /// Mode of a persistence directory the store creates (the umask may take more away).
 pub const DIR_MODE: u32 = 0o750;
 
@@ -452,6 +455,10 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
                     tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished file left by a crash")
                 }
             }
+            continue;
+        }
+        if name == crate::resume::FILE_NAME || name == RESUME_TMP {
+            // The saved resourceVersion shares the directory.
             continue;
         }
         if name.ends_with(".bloom.corrupt") {
@@ -1006,6 +1013,17 @@ mod tests {
             assert!(d.join(name).exists(), "{name}");
             assert!(logs.contains(name), "no log line for {name}: {logs}");
         }
+    }
+
+    #[test]
+    fn the_saved_resource_version_is_not_reported_as_a_foreign_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::resume::ResumePoint::new(d).save("42").unwrap();
+        fs::write(d.join(RESUME_TMP), b"4").unwrap();
+        let (_, logs) = with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
+        assert!(!logs.contains("resource_version"), "{logs}");
+        assert!(d.join(crate::resume::FILE_NAME).exists());
     }
 
     #[test]
