@@ -70,8 +70,15 @@ mod tests {
         std::fs::write(&path, "x").unwrap();
         for (mode, warned) in [(0o600, false), (0o640, false), (0o644, true), (0o604, true)] {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            assert_eq!(warn_if_others_can_read(&path, "kubeconfig"), warned, "{mode:o}");
+            assert_eq!(
+                warn_if_others_can_read(&path, "kubeconfig"),
+                warned,
+                "{mode:o}"
+            );
         }
-        assert!(!warn_if_others_can_read(&dir.path().join("missing"), "kubeconfig"));
+        assert!(!warn_if_others_can_read(
+            &dir.path().join("missing"),
+            "kubeconfig"
+        ));
     }
 }

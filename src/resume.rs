@@ -2,8 +2,8 @@
 //! restart resumes the watch instead of listing everything again.
 
 use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "resource_version";
