@@ -238,9 +238,19 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
     let mut faults: Vec<&str> = Vec::new();
     std::thread::scope(|s| {
         let producer = s.spawn(|| produce(&api, 700, Duration::from_millis(15), &stop));
+        // Recovered: an event created now arrives (so a watch is live again), and nothing
+        // is missing.
+        let markers = std::sync::atomic::AtomicUsize::new(0);
         let caught_up = |what: &str| {
+            let name = format!("marker-{}", markers.fetch_add(1, Ordering::SeqCst));
+            api.create("trouble", &name, r#"{"reason":"Marker","count":1}"#);
+            let line = api.object_line("trouble", &name);
+            assert!(
+                wait_until(T, || whole_lines(&layout.out()).contains(&line)),
+                "not recovered from {what}: {}",
+                tail(&d.stderr(), 40)
+            );
             wait_for_all(&api, &layout.out(), T, &d);
-            assert!(api.wait_for_watches(1, T), "no watch after {what}");
         };
         caught_up("start");
 
@@ -254,8 +264,10 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
             faults.push(if half { "drop mid-frame" } else { "drop" });
             caught_up("drop");
         }
+        let idle = |d: &Daemon| count(&d.stderr(), "delivered nothing for too long");
+        let before = idle(&d);
         api.set_stalled(true);
-        std::thread::sleep(Duration::from_millis(3_500));
+        assert!(wait_until(T, || idle(&d) > before), "{}", d.stderr());
         api.set_stalled(false);
         faults.push("stall");
         caught_up("stall");
@@ -411,7 +423,9 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
 
     // Full: the daemon holds the events, logs the failure once and retries quietly.
     let filled = fill(&filler);
+    api.set_stalled(true);
     create_batch(&api, 20..60);
+    api.set_stalled(false);
     assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(3_200));
     let log = d.stderr();
@@ -429,13 +443,18 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     // Full again, and the daemon is killed while it cannot write: the restart must neither lose
     // the held events nor repeat the ones that got out, and must not glue a line to a fragment.
     fill(&filler);
+    // Held back and then sent in one go, so they form one batch: the lines that fit in the
+    // file's last page get out whole before the write fails.
+    api.set_stalled(true);
     create_batch(&api, 60..100);
+    api.set_stalled(false);
     assert!(
         wait_until(T, || count(&d.stderr(), "cannot write events") == 2),
         "{}",
         d.stderr()
     );
     d.kill();
+    let whole_at_kill = whole_lines(&dest).len() - 60;
     let fragment = !std::fs::read(&dest).unwrap().ends_with(b"\n");
     let d = start(&layout, &["--destination", &dest_s]);
     assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
@@ -455,7 +474,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     let out = assert_whole_json(&dest);
     let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);
     println!(
-        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={lost} duplicated={duplicated} partial line while full={partial_while_full} fragment at kill={fragment}",
+        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={lost} duplicated={duplicated} partial line while full={partial_while_full}; killed while full with {whole_at_kill} lines of the held batch out and fragment={fragment}",
         out.len()
     );
     assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{log}");
