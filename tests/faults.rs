@@ -625,6 +625,7 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
         )),
         "{log}"
     );
+    assert_eq!(count(&log, "Permission denied"), 1, "the cause once: {log}");
     println!("FAULTS unwritable: 4 start-up cases exit 2 with the path and the cause");
 }
 
