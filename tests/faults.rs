@@ -817,6 +817,19 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
             format!(r#"{{"reason":"Deep","zz":{deep},"count":1}}"#),
         ),
         (
+            "10,000 nested objects in metadata.labels",
+            "deep-objects",
+            format!(
+                r#"{{"metadata":{{"labels":{}}},"reason":"Deep","count":1}}"#,
+                format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000))
+            ),
+        ),
+        (
+            "10,000 nested arrays as the count",
+            "deep-count",
+            format!(r#"{{"reason":"Deep","count":{deep}}}"#),
+        ),
+        (
             "lone surrogate escape in the message",
             "surrogate-message",
             r#"{"reason":"Odd","message":"bad \ud800 here \udfff","count":1}"#.to_string(),
