@@ -820,8 +820,9 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
             "10,000 nested objects in metadata.labels",
             "deep-objects",
             format!(
-                r#"{{"metadata":{{"labels":{}}},"reason":"Deep","count":1}}"#,
-                format!("{}1{}", r#"{"a":"#.repeat(10_000), "}".repeat(10_000))
+                r#"{{"metadata":{{"labels":{}1{}}},"reason":"Deep","count":1}}"#,
+                r#"{"a":"#.repeat(10_000),
+                "}".repeat(10_000)
             ),
         ),
         (
