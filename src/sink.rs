@@ -187,6 +187,9 @@ impl Sink {
 }
 
 /// Truncates a regular file after its last `\n`; returns how many bytes it removed.
+/// The longest tail `drop_incomplete_line` will cut.
+const MAX_TAIL: u64 = 4 << 20;
+
 fn drop_incomplete_line(path: &std::path::Path, output: &File) -> io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let meta = output.metadata()?;
@@ -201,18 +204,31 @@ fn drop_incomplete_line(path: &std::path::Path, output: &File) -> io::Result<u64
     let mut buf = vec![0u8; 64 * 1024];
     let mut end = len;
     while end > 0 {
+        // No event line is this long (the API server refuses objects over about 1.5 MiB): a
+        // tail without a newline beyond it is not ours to cut, whatever the file is.
+        if len - end > MAX_TAIL {
+            break;
+        }
         let start = end.saturating_sub(buf.len() as u64);
         let chunk = &mut buf[..(end - start) as usize];
         reader.seek(SeekFrom::Start(start))?;
         reader.read_exact(chunk)?;
         if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
             let keep = start + i as u64 + 1;
+            if len - keep > MAX_TAIL {
+                break;
+            }
             if keep < len {
                 output.set_len(keep)?;
             }
             return Ok(len - keep);
         }
         end = start;
+    }
+    if len > MAX_TAIL {
+        return Err(io::Error::other(format!(
+            "the last {MAX_TAIL} bytes hold no line end; the file is left as it is"
+        )));
     }
     output.set_len(0)?;
     Ok(len)
@@ -291,6 +307,15 @@ mod tests {
         std::fs::write(&path, &long).unwrap();
         sink(&path);
         assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
+        // A tail longer than any event is not a fragment of ours: the file is left alone.
+        let mut foreign = b"x\n".to_vec();
+        foreign.extend(std::iter::repeat_n(b'z', (MAX_TAIL + 10) as usize));
+        std::fs::write(&path, &foreign).unwrap();
+        sink(&path);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            foreign.len() as u64
+        );
     }
 
     #[test]
