@@ -40,6 +40,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return result.map_err(Fatal::config);
     }
 
+    crate::permissions::warn_about_readable_files(&settings);
     let client = connect::client(&settings).await.map_err(Fatal::config)?;
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
     let progress = Progress::default();

@@ -9,6 +9,7 @@ pub mod exit;
 pub mod frame;
 pub mod identity;
 pub mod logging;
+pub mod permissions;
 pub mod pipeline;
 pub mod progress;
 pub mod replay;

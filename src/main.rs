@@ -29,7 +29,7 @@ fn main() -> ExitCode {
     match app::run(settings) {
         Ok(()) => Status::Ok.into(),
         Err(fatal) => {
-            tracing::error!("{:#}", fatal.error);
+            tracing::error!("{}", fatal.message());
             fatal.status.into()
         }
     }

@@ -156,9 +156,14 @@ impl Pipeline {
             return Ok(());
         }
         let mut done = 0;
+        // Lines (and their bytes) already marked as seen: a failed attempt may have got some
+        // lines out whole, and those are marked at once, so a crash while the destination keeps
+        // failing (a full disk) repeats none of them.
+        let mut marked = (0, 0);
         let mut failures = 0u32;
         let mut delay = RETRY_FIRST;
         while let Err(e) = self.sink.write_lines(&self.lines, &mut done) {
+            self.mark_written(&mut marked, done);
             failures += 1;
             if failures == 1 {
                 tracing::error!(error = %e, events = self.queued, "cannot write events; holding them and retrying");
@@ -177,10 +182,11 @@ impl Pipeline {
         if failures > 0 {
             tracing::info!(failures, "writing events again");
         }
+        self.mark_written(&mut marked, done);
+        debug_assert_eq!(marked.0, self.queued, "one line per queued identity");
+        // Every line is out by now, whatever the count above says.
         let now = SystemTime::now();
-        for id in &self.pending[..self.queued] {
-            // The line is out; a failed rotation only means the identity went into the current
-            // filter, so log it and go on.
+        for id in self.pending[..self.queued].iter().skip(marked.0) {
             if let Err(e) = self.store.insert(id, now) {
                 tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
             }
@@ -189,6 +195,25 @@ impl Pipeline {
         self.queued = 0;
         self.lines.clear();
         Ok(())
+    }
+
+    /// Marks the identities of the lines that end within `lines[..done]` and are not marked
+    /// yet; `marked` is (lines, bytes) marked so far. Each queued identity has exactly one line.
+    fn mark_written(&mut self, marked: &mut (usize, usize), done: usize) {
+        let now = SystemTime::now();
+        let (mut n, mut at) = *marked;
+        while let Some(i) = self.lines[at..done].iter().position(|&b| b == b'\n') {
+            at += i + 1;
+            // The line is out; a failed rotation only means the identity went into the current
+            // filter, so log it and go on.
+            if let Some(id) = self.pending[..self.queued].get(n)
+                && let Err(e) = self.store.insert(id, now)
+            {
+                tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
+            }
+            n += 1;
+        }
+        *marked = (n, at);
     }
 
     /// Pushes the filters' dirty pages towards the disk without waiting (periodic) or waiting

@@ -1,8 +1,9 @@
 //! The last resourceVersion whose events are all written, saved in the state directory so a
 //! restart resumes the watch instead of listing everything again.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 pub const FILE_NAME: &str = "resource_version";
@@ -55,7 +56,12 @@ impl ResumePoint {
         }
         let tmp = self.path.with_extension("tmp");
         {
-            let mut f = File::create(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o640)
+                .open(&tmp)?;
             f.write_all(rv.as_bytes())?;
             f.write_all(b"\n")?;
             f.sync_all()?;
@@ -98,6 +104,19 @@ mod tests {
             ResumePoint::new(dir.path()).load().as_deref(),
             Some("12345")
         );
+    }
+
+    #[test]
+    fn saved_file_is_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask(2) only changes this process's file creation mask.
+        let old = unsafe { libc::umask(0o022) };
+        let saved = ResumePoint::new(dir.path()).save("1");
+        unsafe { libc::umask(old) };
+        saved.unwrap();
+        let meta = fs::metadata(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
     }
 
     #[test]

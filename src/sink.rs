@@ -51,8 +51,28 @@ pub enum WriteError {
 
 impl Sink {
     /// Opens the destination; `reopen` is the flag the SIGHUP handler sets.
+    ///
+    /// An incomplete last line in an existing file, left by a process killed inside a write
+    /// (the kernel stops a large write(2) at a page boundary for SIGKILL) or by a crash while
+    /// the disk was full, is cut off with a warning: its event was never marked as seen, so it
+    /// is written again whole, and the next line does not get glued to the fragment.
     pub fn open(destination: Destination, reopen: Arc<AtomicBool>) -> Result<Sink, OpenError> {
         let output = open_output(&destination)?;
+        if let Destination::Path(path) = &destination {
+            match drop_incomplete_line(path, &output) {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    destination = %path.display(),
+                    bytes = n,
+                    "removed an incomplete last line ({n} bytes) left by an interrupted write; its event will be written again"
+                ),
+                Err(e) => tracing::warn!(
+                    destination = %path.display(),
+                    error = %e,
+                    "cannot check the destination for an incomplete last line"
+                ),
+            }
+        }
         Ok(Sink {
             destination,
             output,
@@ -166,6 +186,54 @@ impl Sink {
     }
 }
 
+/// Truncates a regular file after its last `\n`; returns how many bytes it removed.
+/// The longest tail `drop_incomplete_line` will cut.
+const MAX_TAIL: u64 = 4 << 20;
+
+fn drop_incomplete_line(path: &std::path::Path, output: &File) -> io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let meta = output.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(0);
+    }
+    let len = meta.len();
+    let mut reader = File::open(path)?;
+    if reader.metadata()?.ino() != meta.ino() {
+        return Ok(0);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = len;
+    while end > 0 {
+        // No event line is this long (the API server refuses objects over about 1.5 MiB): a
+        // tail without a newline beyond it is not ours to cut, whatever the file is.
+        if len - end > MAX_TAIL {
+            break;
+        }
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        reader.seek(SeekFrom::Start(start))?;
+        reader.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if len - keep > MAX_TAIL {
+                break;
+            }
+            if keep < len {
+                output.set_len(keep)?;
+            }
+            return Ok(len - keep);
+        }
+        end = start;
+    }
+    if len > MAX_TAIL {
+        return Err(io::Error::other(format!(
+            "the last {MAX_TAIL} bytes hold no line end; the file is left as it is"
+        )));
+    }
+    output.set_len(0)?;
+    Ok(len)
+}
+
 fn open_output(destination: &Destination) -> Result<File, OpenError> {
     match destination {
         Destination::Stdout => io::stdout()
@@ -215,6 +283,39 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"a\nb\nc\n");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        for (before, after) in [
+            (&b"a\nb\n"[..], &b"a\nb\n"[..]),
+            (b"a\nb\n{\"kind\":\"Ev", b"a\nb\n"),
+            (b"{\"half", b""),
+            (b"", b""),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let (mut s, _) = sink(&path);
+            assert_eq!(std::fs::read(&path).unwrap(), after);
+            write(&mut s, b"c\n");
+            assert_eq!(std::fs::read(&path).unwrap(), [after, b"c\n"].concat());
+        }
+        // Longer than one read-back chunk, with the last newline far from the end.
+        let mut long = b"x\n".to_vec();
+        long.extend(std::iter::repeat_n(b'y', 200_000));
+        std::fs::write(&path, &long).unwrap();
+        sink(&path);
+        assert_eq!(std::fs::read(&path).unwrap(), b"x\n");
+        // A tail longer than any event is not a fragment of ours: the file is left alone.
+        let mut foreign = b"x\n".to_vec();
+        foreign.extend(std::iter::repeat_n(b'z', (MAX_TAIL + 10) as usize));
+        std::fs::write(&path, &foreign).unwrap();
+        sink(&path);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            foreign.len() as u64
+        );
     }
 
     #[test]

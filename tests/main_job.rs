@@ -240,6 +240,13 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
     wait_for_lines(&layout.out(), add(3), T, &d);
     api.drop_watches(true);
     wait_for_lines(&layout.out(), add(3), T, &d);
+    // The new events may have come through the old connection before the drop took effect;
+    // what is injected next must go to the new one.
+    assert!(
+        d.wait_for_log("watching events works again", T),
+        "{}",
+        d.stderr()
+    );
     api.inject_malformed_frame();
     api.inject_watch_line(
         r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","reason":"NoMetadata"}}"#,

@@ -3,6 +3,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::MmapMut;
@@ -342,12 +343,16 @@ fn random_seed() -> io::Result<[u8; 32]> {
     }
 }
 
+/// Mode of the filter files: the service and its group only (the umask may take more away).
+pub const FILE_MODE: u32 = 0o640;
+
 fn write_temp(tmp: &Path, header: &Header) -> io::Result<File> {
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(FILE_MODE)
         .open(tmp)?;
     // set_len first: the bit array is then a sparse run of zeros, the empty filter.
     file.set_len(header.file_len())?;

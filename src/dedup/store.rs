@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -409,6 +410,12 @@ fn unix_secs(t: SystemTime) -> u64 {
 
 const PROBE_PREFIX: &str = ".write-probe.";
 
+/// The temporary name the saved resourceVersion is written under (see `resume`).
+const RESUME_TMP: &str = "resource_version.tmp";
+
+/// Mode of a persistence directory the store creates (the umask may take more away).
+pub const DIR_MODE: u32 = 0o750;
+
 /// Year ~36800: anything later in a file name is not a real creation time.
 const MAX_TIMESTAMP: u64 = 1 << 40;
 
@@ -418,7 +425,13 @@ fn check_writable(dir: &Path) -> Result<(), StoreError> {
         what,
         source,
     };
-    fs::create_dir_all(dir).map_err(|e| unwritable("cannot create it", e))?;
+    // Only the service (and its group) may list what it has seen; an existing directory keeps
+    // the mode its owner gave it.
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| unwritable("cannot create it", e))?;
     let probe = dir.join(format!("{PROBE_PREFIX}{}", std::process::id()));
     fs::write(&probe, b"probe").map_err(|e| unwritable("cannot create a file in it", e))?;
     fs::remove_file(&probe).map_err(|e| unwritable("cannot delete a file in it", e))?;
@@ -452,6 +465,10 @@ fn scan_dir(dir: &Path) -> Result<Vec<(u64, PathBuf)>, StoreError> {
                     tracing::warn!(file = %path.display(), error = %e, "cannot remove unfinished file left by a crash")
                 }
             }
+            continue;
+        }
+        if name == crate::resume::FILE_NAME || name == RESUME_TMP {
+            // The saved resourceVersion shares the directory.
             continue;
         }
         if name.ends_with(".bloom.corrupt") {
@@ -543,6 +560,24 @@ mod tests {
             batch_count,
             batch_duration: Duration::from_secs(duration_secs),
         }
+    }
+
+    #[test]
+    fn a_created_directory_is_0750_and_filter_files_0640() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/state");
+        // The umask of whoever runs the test must not decide the outcome.
+        // SAFETY: umask(2) only changes this process's file creation mask.
+        let old = unsafe { libc::umask(0o022) };
+        let store = Store::open(config(&dir, 100, 3, 3600), at(T0));
+        unsafe { libc::umask(old) };
+        let store = store.unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&dir), 0o750);
+        let files = store.files();
+        assert_eq!(files.len(), 1);
+        assert_eq!(mode(&files[0]), 0o640);
     }
 
     /// Names of the entries in `dir`, sorted.
@@ -988,6 +1023,17 @@ mod tests {
             assert!(d.join(name).exists(), "{name}");
             assert!(logs.contains(name), "no log line for {name}: {logs}");
         }
+    }
+
+    #[test]
+    fn the_saved_resource_version_is_not_reported_as_a_foreign_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        crate::resume::ResumePoint::new(d).save("42").unwrap();
+        fs::write(d.join(RESUME_TMP), b"4").unwrap();
+        let (_, logs) = with_logs(|| Store::open(config(d, 100, 3, 3600), at(T0)).unwrap());
+        assert!(!logs.contains("resource_version"), "{logs}");
+        assert!(d.join(crate::resume::FILE_NAME).exists());
     }
 
     #[test]

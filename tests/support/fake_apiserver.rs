@@ -289,6 +289,8 @@ struct Shared {
     drop_tx: broadcast::Sender<bool>,
     handshake_failures: AtomicUsize,
     seq: AtomicU64,
+    /// Bumped by `restart`: every open connection is closed.
+    conn_epoch: watch::Sender<u64>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -310,6 +312,9 @@ pub struct FakeApiServer {
     tls: Option<Arc<TlsMaterial>>,
     shutdown: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The server's runtime and its accept loop, for `restart`.
+    rt: Option<tokio::runtime::Handle>,
+    accept_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Drop for FakeApiServer {
@@ -346,6 +351,7 @@ impl FakeApiServer {
             drop_tx,
             handshake_failures: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
+            conn_epoch: watch::channel(0).0,
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))
@@ -382,16 +388,14 @@ impl FakeApiServer {
                         let l = tokio::net::TcpListener::from_std(l).expect("listener");
                         tokio::spawn(accept_loop(l, sh.clone(), None, true));
                     }
-                    let _ = ready_tx.send(());
-                    tokio::select! {
-                        _ = accept_loop(listener, sh, acceptor, false) => {}
-                        _ = shutdown_rx => {}
-                    }
+                    let task = tokio::spawn(accept_loop(listener, sh, acceptor, false));
+                    let _ = ready_tx.send((tokio::runtime::Handle::current(), task));
+                    let _ = shutdown_rx.await;
                 });
                 rt.shutdown_timeout(Duration::from_secs(1));
             })
             .expect("spawn fake apiserver thread");
-        ready_rx.recv().expect("fake apiserver did not start");
+        let (rt, task) = ready_rx.recv().expect("fake apiserver did not start");
         FakeApiServer {
             shared,
             addr,
@@ -399,7 +403,38 @@ impl FakeApiServer {
             tls,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
+            rt: Some(rt),
+            accept_task: Mutex::new(Some(task)),
         }
+    }
+
+    /// Restarts the server as a real API server restarts, keeping its store (etcd): stops
+    /// listening and closes every connection at once (open watches end without a terminating
+    /// chunk), refuses connections for `downtime`, then listens again on the same port.
+    pub fn restart(&self, downtime: Duration) {
+        let rt = self
+            .rt
+            .as_ref()
+            .expect("restart needs the owning FakeApiServer");
+        if let Some(task) = lock(&self.accept_task).take() {
+            task.abort();
+            // The listener is closed once the aborted task is dropped.
+            let _ = rt.block_on(task);
+        }
+        self.shared.conn_epoch.send_modify(|e| *e += 1);
+        std::thread::sleep(downtime);
+        let listener = std::net::TcpListener::bind(self.addr).expect("fake apiserver: rebind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let acceptor = self
+            .tls
+            .as_ref()
+            .map(|t| tokio_rustls::TlsAcceptor::from(t.server_config.clone()));
+        let shared = self.shared.clone();
+        let task = rt.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            accept_loop(listener, shared, acceptor, false).await;
+        });
+        *lock(&self.accept_task) = Some(task);
     }
 
     /// `http://127.0.0.1:PORT` or `https://127.0.0.1:PORT`.
@@ -671,6 +706,14 @@ impl FakeApiServer {
             s.push('\n');
         }
         let b = Bytes::from(s);
+        lock(&self.shared.store).broadcast(|| WatchMsg::Data(b.clone()));
+    }
+
+    /// Writes raw bytes (which need not be UTF-8) plus a newline into every open watch.
+    pub fn inject_watch_bytes(&self, bytes: &[u8]) {
+        let mut v = bytes.to_vec();
+        v.push(b'\n');
+        let b = Bytes::from(v);
         lock(&self.shared.store).broadcast(|| WatchMsg::Data(b.clone()));
     }
 
@@ -1461,6 +1504,8 @@ async fn serve<I>(io: I, shared: Arc<Shared>, client_cert: bool, admin: bool)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let mut epoch = shared.conn_epoch.subscribe();
+    epoch.borrow_and_update();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = shared.clone();
         async move {
@@ -1472,9 +1517,12 @@ where
             Ok::<_, Infallible>(resp)
         }
     });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .serve_connection(io, svc)
-        .await;
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(io, svc);
+    // A restart closes the connection: dropping it drops the socket.
+    tokio::select! {
+        _ = conn => {}
+        _ = epoch.changed(), if !admin => {}
+    }
 }
 
 fn full(body: impl Into<Bytes>) -> Body {
@@ -2247,6 +2295,8 @@ impl AdminHandle {
             tls: None,
             shutdown: None,
             thread: None,
+            rt: None,
+            accept_task: Mutex::new(None),
         };
         f(&view)
     }
