@@ -7,8 +7,10 @@
 # The service reads its configuration directory (and the kubeconfig the operator puts there)
 # through its group; nobody else needs to. (cargo-generate-rpm 0.21 cannot package a directory
 # entry with an owner, so it is set here, on every install and upgrade.)
-chown root:kube-event-pipe /etc/kube-event-pipe
+chown root:kube-event-pipe /etc/kube-event-pipe /etc/kube-event-pipe/config.toml
 chmod 0750 /etc/kube-event-pipe
+# The daemon warns about a config file others can read (it names the kubeconfig).
+chmod 0640 /etc/kube-event-pipe/config.toml
 if [ "$1" -eq 1 ] && command -v systemctl >/dev/null 2>&1; then
     systemctl --no-reload preset kube-event-pipe.service || :
 fi

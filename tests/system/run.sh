@@ -295,6 +295,8 @@ check_user() {
         _ "$(in_ct id -nG kube-event-pipe)"
     check "$fmt: /etc/kube-event-pipe is root:kube-event-pipe 0750" \
         test "$(in_ct stat -c '%U:%G %a' /etc/kube-event-pipe)" = "root:kube-event-pipe 750"
+    check "$fmt: /etc/kube-event-pipe/config.toml is root:kube-event-pipe 0640" \
+        test "$(in_ct stat -c '%U:%G %a' /etc/kube-event-pipe/config.toml)" = "root:kube-event-pipe 640"
 }
 
 check_skipped() {
@@ -328,6 +330,8 @@ check_started() {
         test "$(in_ct stat -c '%U %a' $LOGDIR/events.log)" = "kube-event-pipe 640"
     check "$fmt: the daemon's own logs are in journalctl -u kube-event-pipe" \
         sh -c 'printf "%s" "$1" | grep -q "kube-event-pipe started"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
+    check "$fmt: no warning about a config file or kubeconfig readable by others" \
+        sh -c '! printf "%s" "$1" | grep "readable by every local user"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
 }
 
 check_no_user_files() {
@@ -411,6 +415,8 @@ deb_tests() {
     check "deb: the running service was restarted by the upgrade (new InvocationID) and is active" \
         sh -c '[ "$1" != "$2" ] && [ -n "$2" ]' _ "$inv" "$(prop InvocationID)"
     check "deb: still active after the upgrade" is_active
+    check "deb: after the upgrade /etc/kube-event-pipe/config.toml is still root:kube-event-pipe 0640" \
+        test "$(in_ct stat -c '%U:%G %a' /etc/kube-event-pipe/config.toml)" = "root:kube-event-pipe 640"
     check "deb: the dedup state was kept (filters: $(echo "$blooms" | wc -w), resourceVersion ${rv:-none})" \
         sh -c '[ -n "$1" ] && for f in $1; do [ -e "$2$f" ] || exit 1; done' _ "$blooms" "$(ct_path '')"
     add_events 85 5 || fail "deb: adding events to the fake"
