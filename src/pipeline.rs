@@ -4,13 +4,15 @@
 //! on `commit`, writes the queued lines in one go and then records their identities. A crash
 //! between the two can repeat the lines of one batch; it can never lose one.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
-use crate::dedup::{Store, StoreStats};
+use crate::dedup::{Probe, Store, StoreStats};
 use crate::frame;
-use crate::identity;
+use crate::identity::{self, EventView};
 use crate::sink::Sink;
 
 /// A batch is written once it holds this much, so a long list page or a fast stream does not
@@ -47,6 +49,11 @@ pub struct Pipeline {
     lines: Vec<u8>,
     /// Identities of the queued lines; `pending[..queued]` is live, the rest are spare buffers.
     pending: Vec<Vec<u8>>,
+    /// The store's probe of each queued identity (its hashes, reused to insert it).
+    probes: Vec<Probe>,
+    /// The probe keys of the queued identities: a repeat within a batch is found without
+    /// scanning `pending` (which is compared only on a key match).
+    queued_keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     queued: usize,
     id: Vec<u8>,
     counters: Counters,
@@ -59,6 +66,8 @@ impl Pipeline {
             sink,
             lines: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
             pending: Vec::new(),
+            probes: Vec::new(),
+            queued_keys: HashSet::default(),
             queued: 0,
             id: Vec::with_capacity(256),
             counters: Counters::default(),
@@ -94,6 +103,27 @@ impl Pipeline {
         })
     }
 
+    /// [`Pipeline::offer_object`] for an object taken from a frame without parsing the frame
+    /// ([`frame::split_common_frame`]): it is checked here, by the identity parse and a UTF-8
+    /// check. `None` when it fails, with nothing counted or logged: the caller then parses the
+    /// frame properly and offers the object again, which reports the problem.
+    pub fn offer_unchecked_object(
+        &mut self,
+        object: &[u8],
+        resource_version: &mut String,
+    ) -> Option<Offered> {
+        // The frame parse would have checked this (serde_json's RawValue does); identity's
+        // parse does not look inside the strings it skips.
+        std::str::from_utf8(object).ok()?;
+        let view = identity::identity_into(object, &mut self.id).ok()?;
+        Some(
+            self.offer_identified(view, object, Some(resource_version), |obj, out| {
+                frame::write_watch_object(obj, out);
+                Ok(())
+            }),
+        )
+    }
+
     fn offer(
         &mut self,
         object: &[u8],
@@ -108,12 +138,25 @@ impl Pipeline {
                 return Offered::Malformed;
             }
         };
+        self.offer_identified(view, object, resource_version, write)
+    }
+
+    /// The rest of an offer, once `self.id` holds the identity of `view`.
+    fn offer_identified(
+        &mut self,
+        view: EventView<'_>,
+        object: &[u8],
+        resource_version: Option<&mut String>,
+        write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
+    ) -> Offered {
         if let (Some(out), Some(rv)) = (resource_version, &view.resource_version) {
             out.clear();
             out.push_str(rv);
         }
-        let queued_already = self.pending[..self.queued].contains(&self.id);
-        if queued_already || self.store.contains(&self.id) {
+        let (in_store, probe) = self.store.probe(&self.id);
+        let queued_already = self.queued_keys.contains(&probe.key())
+            && self.pending[..self.queued].contains(&self.id);
+        if queued_already || in_store {
             self.counters.skipped += 1;
             tracing::trace!(event = %view, "already written");
             return Offered::Seen;
@@ -133,6 +176,8 @@ impl Pipeline {
         let slot = &mut self.pending[self.queued];
         slot.clear();
         slot.extend_from_slice(&self.id);
+        self.probes.push(probe);
+        self.queued_keys.insert(probe.key());
         self.queued += 1;
         Offered::Queued
     }
@@ -178,15 +223,17 @@ impl Pipeline {
             tracing::info!(failures, "writing events again");
         }
         let now = SystemTime::now();
-        for id in &self.pending[..self.queued] {
+        for (id, probe) in self.pending[..self.queued].iter().zip(&self.probes) {
             // The line is out; a failed rotation only means the identity went into the current
             // filter, so log it and go on.
-            if let Err(e) = self.store.insert(id, now) {
+            if let Err(e) = self.store.insert_probed(id, *probe, now) {
                 tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
             }
         }
         self.counters.written += self.queued as u64;
         self.queued = 0;
+        self.probes.clear();
+        self.queued_keys.clear();
         self.lines.clear();
         Ok(())
     }
@@ -202,5 +249,25 @@ impl Pipeline {
         if let Err(e) = result {
             tracing::warn!(error = %e, "cannot flush the dedup filters");
         }
+    }
+}
+
+/// The hasher of `queued_keys`: its keys are already SipHash digests, so they are used as is.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
     }
 }
