@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
@@ -213,8 +214,12 @@ impl Watcher<'_> {
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         // A deadline, not a per-read timeout: the heartbeat tick must not restart the count.
         let mut idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
+        // A chunk that was already there when the previous one was done.
+        let mut ready = None;
         loop {
-            let chunk = tokio::select! {
+            let chunk = match ready.take() {
+                Some(c) => Ok(c),
+                None => tokio::select! {
                 c = tokio::time::timeout_at(idle_deadline, body.chunk()) => c,
                 _ = self.shutdown.changed() => {
                     return WatchEnd::Stopped;
@@ -226,6 +231,7 @@ impl Watcher<'_> {
                     }
                     continue;
                 }
+                },
             };
             let bytes = match chunk {
                 Err(_) => {
@@ -269,12 +275,28 @@ impl Watcher<'_> {
                         return WatchEnd::Stopped;
                     }
                     committed.clone_from(&latest);
+                    self.progress.at(committed, self.pipeline.counters());
+                    if last_persist.elapsed() >= PERSIST_EVERY {
+                        self.persist(committed, last_persist);
+                    }
                 }
             }
             if from_buf {
                 buf.drain(..consumed);
             } else {
                 buf.extend_from_slice(&bytes[consumed..]);
+            }
+            // While the server sends faster than we write, chunks are already waiting: take
+            // them before writing, so a write carries a full batch rather than one chunk. As
+            // soon as nothing is waiting, the batch is written (no added latency).
+            if end.is_none()
+                && let Some(next) = body.chunk().now_or_never()
+            {
+                let more = matches!(next, Ok(Some(_)));
+                ready = Some(next);
+                if more {
+                    continue;
+                }
             }
             if self.commit().await.is_err() {
                 return WatchEnd::Stopped;
