@@ -732,7 +732,7 @@ fn sync_restart_idle(
     let (lines, false_positives, exact) = compare_output(&out, 0, expected.into_iter());
     let sync = SyncResult {
         events: items,
-        pages: (items + 499) / 500,
+        pages: items.div_ceil(500),
         lines,
         false_positives,
         exact,

@@ -383,6 +383,31 @@ mod tests {
     }
 
     #[test]
+    fn common_frame_split_matches_the_parse() {
+        let lines = [
+            r#"{"type":"ADDED","object":{"kind":"Event","metadata":{"name":"a"}}}"#,
+            "{\"type\":\"MODIFIED\",\"object\":{\"a\":\"}\"}}\r",
+            r#"{"type":"DELETED","object":{}}  "#,
+        ];
+        for line in lines {
+            let (t, object) = split_common_frame(line.as_bytes()).unwrap();
+            let parsed = parse_watch_frame(line.as_bytes()).unwrap();
+            assert_eq!((t, object), (parsed.frame_type, parsed.object), "{line}");
+        }
+        // Other shapes are left to the parse.
+        for line in [
+            r#"{"object":{},"type":"ADDED"}"#,
+            r#"{"type":"BOOKMARK","object":{}}"#,
+            r#"{"type":"ADDED","object":[]}"#,
+            r#"{"type":"ADDED", "object":{}}"#,
+            r#"{"type":"ADDED","object":{} }"#,
+            r#"{"type":"ADDED","object":{}"#,
+        ] {
+            assert_eq!(split_common_frame(line.as_bytes()), None, "{line}");
+        }
+    }
+
+    #[test]
     fn frame_types() {
         for (t, want) in [
             ("ADDED", FrameType::Added),

@@ -300,8 +300,11 @@ struct Shared {
     prepared_times: Mutex<PreparedTimes>,
     /// The live objects at one resourceVersion in key order, so that paging through a large
     /// list costs O(page) per request rather than O(all events).
-    list_snapshot: Mutex<Option<(u64, Arc<Vec<(String, Arc<str>)>>)>>,
+    list_snapshot: Mutex<Option<(u64, Snapshot)>>,
 }
+
+/// The live `(etcd key, object)` pairs at one resourceVersion, in key order.
+type Snapshot = Arc<Vec<(String, Arc<str>)>>;
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).
 #[derive(Debug, Clone, Copy, Default)]
@@ -1416,7 +1419,7 @@ pub fn prepared_object(j: usize, rv: u64, out: &mut String) {
 /// frames are new events (`i / 2`), odd ones repeat a pseudo-random earlier event (same
 /// namespace, name and count; a newer resourceVersion), so half of all frames are repeats.
 pub fn prepared_frame_event(i: usize) -> (bool, usize) {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         (false, i / 2)
     } else {
         (true, (splitmix(i as u64) % (i as u64 / 2 + 1)) as usize)
@@ -1944,7 +1947,7 @@ fn list_response(shared: &Shared, rec: &RecordedRequest, pretty_print: bool) -> 
         match &*cache {
             Some((rv, snap)) if *rv == read_rv => snap.clone(),
             _ => {
-                let snap: Arc<Vec<(String, Arc<str>)>> = Arc::new(
+                let snap: Snapshot = Arc::new(
                     store
                         .keys
                         .iter()
