@@ -113,8 +113,11 @@ impl Pipeline {
         resource_version: &mut String,
     ) -> Option<Offered> {
         // The frame parse would have checked this (serde_json's RawValue does); identity's
-        // parse does not look inside the strings it skips.
-        std::str::from_utf8(object).ok()?;
+        // parse does not look inside the strings it skips. Events are nearly always ASCII,
+        // which is checked much faster than UTF-8 (this check was 7% of the stream's CPU).
+        if !is_ascii(object) {
+            std::str::from_utf8(object).ok()?;
+        }
         let view = identity::identity_into(object, &mut self.id).ok()?;
         Some(
             self.offer_identified(view, object, Some(resource_version), |obj, out| {
@@ -252,6 +255,17 @@ impl Pipeline {
     }
 }
 
+/// `bytes.is_ascii()`, written so that the compiler vectorizes it: an OR over 64-byte blocks.
+fn is_ascii(bytes: &[u8]) -> bool {
+    let mut blocks = bytes.chunks_exact(64);
+    for block in &mut blocks {
+        if block.iter().fold(0u8, |acc, &b| acc | b) >= 0x80 {
+            return false;
+        }
+    }
+    blocks.remainder().is_ascii()
+}
+
 /// The hasher of `queued_keys`: its keys are already SipHash digests, so they are used as is.
 #[derive(Default)]
 struct KeyHasher(u64);
@@ -269,5 +283,23 @@ impl Hasher for KeyHasher {
 
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ascii;
+
+    #[test]
+    fn ascii_check_agrees_with_std() {
+        let mut v = vec![b'a'; 300];
+        for len in [0, 1, 63, 64, 65, 128, 300] {
+            assert!(is_ascii(&v[..len]));
+        }
+        for at in [0, 63, 64, 200, 299] {
+            v[at] = 0xc3;
+            assert!(!is_ascii(&v), "{at}");
+            v[at] = b'a';
+        }
     }
 }
