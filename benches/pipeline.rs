@@ -806,7 +806,7 @@ fn store_rows(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("store output");
     text.lines()
         .filter(|l| l.contains("ns/op") || l.contains("false positives"))
-        .map(|l| l.trim().to_string())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
 
