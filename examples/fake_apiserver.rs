@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --example fake_apiserver -- [--port 0] [--events N] [--token T] [--tls]
 //!     [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV]
-//!     [--kubeconfig PATH]
+//!     [--kubeconfig PATH] [--prepared-watch N]
 //! ```
 //!
 //! stdout, line 1: the API URL (`http://127.0.0.1:PORT` or `https://...`);
@@ -21,6 +21,10 @@
 //! - `POST   /fake/realistic?start=S&count=N`    create realistic events S..S+N
 //! - `POST   /fake/compact`
 //! - `POST   /fake/bookmark`
+//! - `POST   /fake/prepared/start`               with `--prepared-watch N` (benchmarks): N watch
+//!   frames (half repeats, see `prepared_watch_frame`) are rendered at start-up and handed to
+//!   the first watch request; it sends them, as fast as the socket takes them, once this is
+//!   called. `GET /fake/state` then reports `prepared.firstSentUnixNs`/`lastSentUnixNs`.
 //! - `POST   /fake/fault`  body: `{"fault":"drop_watches","half_frame":true}` | `{"fault":"stall"}`
 //!   | `{"fault":"unstall"}` | `{"fault":"malformed","line":"..."}` | `{"fault":"expire_watches"}`
 //!   | `{"fault":"fail","status":500|429|503,"count":N,"retry_after":S,"target":"any|list|watch"}`
@@ -41,7 +45,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: fake_apiserver [--port P] [--events N] [--token T] [--tls] \
          [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV] \
-         [--kubeconfig PATH]"
+         [--kubeconfig PATH] [--prepared-watch N]"
     );
     std::process::exit(2)
 }
@@ -79,6 +83,7 @@ fn main() {
                 opts.bookmark_interval = Some(Duration::from_millis(num(val())))
             }
             "--initial-rv" => opts.initial_rv = num(val()),
+            "--prepared-watch" => opts.prepared_watch = num(val()) as usize,
             "--kubeconfig" => kubeconfig = Some(val()),
             "-h" | "--help" => usage("fake kube-apiserver"),
             other => usage(&format!("unknown argument {other}")),

@@ -114,6 +114,37 @@ pub fn parse_watch_frame(line: &[u8]) -> Result<WatchFrame<'_>, FrameError> {
     })
 }
 
+/// The usual shape of an ADDED, MODIFIED or DELETED frame, as the API server writes every one:
+/// `{"type":"ADDED","object":{…}}`, with nothing between the tokens (trailing whitespace
+/// allowed). Returns the type and the object's bytes without parsing anything, or `None` for
+/// any other shape (take [`parse_watch_frame`] then).
+///
+/// The object is NOT checked: the caller must parse it as one JSON object (identity does,
+/// fully) and check it is UTF-8, and fall back to [`parse_watch_frame`] when either fails.
+/// When both pass, the whole frame is valid JSON and the object is exactly the slice
+/// [`parse_watch_frame`] returns; this saves the frame's own JSON pass.
+pub fn split_common_frame(line: &[u8]) -> Option<(FrameType, &[u8])> {
+    let mut line = line;
+    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = line {
+        line = rest;
+    }
+    let rest = line.strip_prefix(br#"{"type":""#)?;
+    let (frame_type, rest) = if let Some(r) = rest.strip_prefix(br#"ADDED","object":"#) {
+        (FrameType::Added, r)
+    } else if let Some(r) = rest.strip_prefix(br#"MODIFIED","object":"#) {
+        (FrameType::Modified, r)
+    } else if let Some(r) = rest.strip_prefix(br#"DELETED","object":"#) {
+        (FrameType::Deleted, r)
+    } else {
+        return None;
+    };
+    let object = rest.strip_suffix(b"}")?;
+    match (object.first(), object.last()) {
+        (Some(b'{'), Some(b'}')) => Some((frame_type, object)),
+        _ => None,
+    }
+}
+
 /// One page of a list response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage<'a> {
@@ -176,7 +207,7 @@ pub fn parse_list(body: &[u8]) -> Result<ListPage<'_>, FrameError> {
 
 fn has_raw_line_break(bytes: &[u8]) -> bool {
     // Valid JSON cannot hold a raw CR/LF inside a string, so any such byte is formatting.
-    bytes.iter().any(|&b| b == b'\n' || b == b'\r')
+    memchr::memchr2(b'\n', b'\r', bytes).is_some()
 }
 
 /// Appends a watch object as one output line (without the trailing `\n`).
@@ -348,6 +379,31 @@ mod tests {
             assert_eq!(f.frame_type, FrameType::Added);
             assert_eq!(f.object, obj.as_bytes());
             offset_in(line.as_bytes(), f.object);
+        }
+    }
+
+    #[test]
+    fn common_frame_split_matches_the_parse() {
+        let lines = [
+            r#"{"type":"ADDED","object":{"kind":"Event","metadata":{"name":"a"}}}"#,
+            "{\"type\":\"MODIFIED\",\"object\":{\"a\":\"}\"}}\r",
+            r#"{"type":"DELETED","object":{}}  "#,
+        ];
+        for line in lines {
+            let (t, object) = split_common_frame(line.as_bytes()).unwrap();
+            let parsed = parse_watch_frame(line.as_bytes()).unwrap();
+            assert_eq!((t, object), (parsed.frame_type, parsed.object), "{line}");
+        }
+        // Other shapes are left to the parse.
+        for line in [
+            r#"{"object":{},"type":"ADDED"}"#,
+            r#"{"type":"BOOKMARK","object":{}}"#,
+            r#"{"type":"ADDED","object":[]}"#,
+            r#"{"type":"ADDED", "object":{}}"#,
+            r#"{"type":"ADDED","object":{} }"#,
+            r#"{"type":"ADDED","object":{}"#,
+        ] {
+            assert_eq!(split_common_frame(line.as_bytes()), None, "{line}");
         }
     }
 

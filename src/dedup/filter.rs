@@ -47,6 +47,13 @@ pub(crate) struct Hashes {
     h1: u64,
 }
 
+impl Hashes {
+    /// A 64-bit digest of the identity (under this filter's seed), for in-memory sets.
+    pub(crate) fn key(self) -> u64 {
+        self.h0
+    }
+}
+
 pub(crate) enum OpenError {
     Io(io::Error),
     Format(FormatError),

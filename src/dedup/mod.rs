@@ -8,4 +8,4 @@ mod format;
 mod store;
 
 pub use format::FormatError;
-pub use store::{FileStats, Quarantined, Store, StoreConfig, StoreError, StoreStats};
+pub use store::{FileStats, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats};

@@ -8,7 +8,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::filter::{self, Filter, OpenError};
+use super::filter::{self, Filter, Hashes, OpenError};
 use super::format::{FormatError, Header};
 
 /// Where and how to keep the filters. Built by the config module.
@@ -168,7 +168,25 @@ pub struct Store {
     older: VecDeque<Filter>,
     /// The filter insertions go to.
     newest: Filter,
+    /// Bumped whenever `newest` is replaced, so a [`Probe`] knows whether its hashes still fit.
+    generation: u64,
     quarantined: Vec<Quarantined>,
+}
+
+/// What [`Store::probe`] computed for an identity: the newest filter's hashes, reused by
+/// [`Store::insert_probed`] so a new identity is hashed once, not twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    hashes: Hashes,
+    generation: u64,
+}
+
+impl Probe {
+    /// A 64-bit digest of the identity, for in-memory sets of identities taken between a
+    /// probe and the next rotation (digests from different filters are unrelated).
+    pub fn key(&self) -> u64 {
+        self.hashes.key()
+    }
 }
 
 impl fmt::Debug for Store {
@@ -220,6 +238,7 @@ impl Store {
             cfg,
             older: files.into(),
             newest,
+            generation: 0,
             quarantined,
         };
         store.maybe_rotate(now)?;
@@ -241,6 +260,36 @@ impl Store {
     pub fn insert(&mut self, id: &[u8], now: SystemTime) -> Result<(), StoreError> {
         let rotated = self.maybe_rotate(now);
         self.newest.insert(id);
+        rotated.map(|_| ())
+    }
+
+    /// `contains`, also returning the newest filter's hashes for [`Store::insert_probed`]: the
+    /// pipeline looks an identity up before its line is written and records it only after.
+    pub fn probe(&self, id: &[u8]) -> (bool, Probe) {
+        let h = self.newest.hashes(id);
+        let seen =
+            self.newest.contains_hashed(h) || self.older.iter().rev().any(|f| f.contains(id));
+        let probe = Probe {
+            hashes: h,
+            generation: self.generation,
+        };
+        (seen, probe)
+    }
+
+    /// [`Store::insert`] of an identity [`Store::probe`]d before: its hashes are reused unless
+    /// the newest filter changed since (a rotation, here or earlier).
+    pub fn insert_probed(
+        &mut self,
+        id: &[u8],
+        probe: Probe,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        let rotated = self.maybe_rotate(now);
+        if probe.generation == self.generation {
+            self.newest.insert_hashed(probe.hashes);
+        } else {
+            self.newest.insert(id);
+        }
         rotated.map(|_| ())
     }
 
@@ -298,6 +347,7 @@ impl Store {
         let filter = create_filter(&self.cfg, ts, now_s)?;
         let new_path = filter.path().to_path_buf();
         let previous = std::mem::replace(&mut self.newest, filter);
+        self.generation += 1;
         self.older.push_back(previous);
         self.drop_oldest_while(|older| older >= keep);
         tracing::info!(

@@ -52,6 +52,7 @@ impl ApiError {
     }
 }
 
+#[derive(Clone)]
 pub struct EventsApi {
     client: kube::Client,
 }

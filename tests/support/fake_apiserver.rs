@@ -82,6 +82,9 @@ pub struct Options {
     pub initial_rv: u64,
     /// Also start the admin HTTP API (`/fake/...`) on its own plain-HTTP port.
     pub admin: bool,
+    /// Benchmarks: pre-render this many watch frames ([`prepared_watch_frames`]) and serve them
+    /// from memory to the first watch request, once [`FakeApiServer::start_prepared`] is called.
+    pub prepared_watch: usize,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             bookmark_interval: None,
             initial_rv: 100,
             admin: false,
+            prepared_watch: 0,
         }
     }
 }
@@ -291,6 +295,26 @@ struct Shared {
     seq: AtomicU64,
     /// Bumped by `restart`: every open connection is closed.
     conn_epoch: watch::Sender<u64>,
+    /// The pre-rendered watch body (benchmarks), taken by the first watch request.
+    prepared: Mutex<Option<Vec<Bytes>>>,
+    /// Set by `start_prepared`: the watch holding the prepared body starts sending it.
+    prepared_go: watch::Sender<bool>,
+    prepared_times: Mutex<PreparedTimes>,
+    /// The live objects at one resourceVersion in key order, so that paging through a large
+    /// list costs O(page) per request rather than O(all events).
+    list_snapshot: Mutex<Option<(u64, Snapshot)>>,
+}
+
+/// The live `(etcd key, object)` pairs at one resourceVersion, in key order.
+type Snapshot = Arc<Vec<(String, Arc<str>)>>;
+
+/// When the prepared watch body was handed to the connection (wall clock, for other processes).
+#[derive(Debug, Clone, Copy, Default)]
+struct PreparedTimes {
+    bytes: usize,
+    frames: usize,
+    first_sent: Option<SystemTime>,
+    last_sent: Option<SystemTime>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -335,6 +359,19 @@ impl FakeApiServer {
         let tls = opts.tls.then(|| Arc::new(make_tls(opts.client_auth)));
         let (stall, _) = watch::channel(false);
         let (drop_tx, _) = broadcast::channel(16);
+        let (prepared_go, _) = watch::channel(false);
+        let (prepared, prepared_times) = if opts.prepared_watch > 0 {
+            fix_uuid_salt();
+            let chunks = prepared_watch_chunks(opts.prepared_watch, opts.initial_rv);
+            let times = PreparedTimes {
+                bytes: chunks.iter().map(Bytes::len).sum(),
+                frames: opts.prepared_watch,
+                ..PreparedTimes::default()
+            };
+            (Some(chunks), times)
+        } else {
+            (None, PreparedTimes::default())
+        };
         let shared = Arc::new(Shared {
             started: Instant::now(),
             store: Mutex::new(Store {
@@ -352,6 +389,10 @@ impl FakeApiServer {
             handshake_failures: AtomicUsize::new(0),
             seq: AtomicU64::new(0),
             conn_epoch: watch::channel(0).0,
+            prepared: Mutex::new(prepared),
+            prepared_go,
+            prepared_times: Mutex::new(prepared_times),
+            list_snapshot: Mutex::new(None),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))
@@ -587,6 +628,11 @@ impl FakeApiServer {
     /// continue tokens from older lists get 410. Returns the compaction point.
     pub fn compact(&self) -> u64 {
         lock(&self.shared.store).compact()
+    }
+
+    /// Lets the watch that took the prepared body start sending it.
+    pub fn start_prepared(&self) {
+        self.shared.prepared_go.send_replace(true);
     }
 
     pub fn current_rv(&self) -> u64 {
@@ -1211,8 +1257,16 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+static PROCESS_SALT: AtomicU64 = AtomicU64::new(0);
+
+/// Makes every uuid (and so every realistic event) the same in each process that calls this
+/// before making any: the benchmark renders the fake's prepared frames again to check the
+/// daemon's output. Without it, uuids differ between runs.
+pub fn fix_uuid_salt() {
+    PROCESS_SALT.store(0x5eed_5eed_5eed_5eed, Ordering::SeqCst);
+}
+
 fn uuid(seq: u64, salt: u64) -> String {
-    static PROCESS_SALT: AtomicU64 = AtomicU64::new(0);
     if PROCESS_SALT.load(Ordering::Relaxed) == 0 {
         let t = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -1385,6 +1439,66 @@ pub fn realistic_event(i: usize) -> String {
         count = count,
         kind = kind,
     )
+}
+
+/// The object of prepared watch frames for the j-th realistic event at `rv`, as a watch frame
+/// carries it (kind and apiVersion first, then metadata, then `realistic_event(j)`'s fields).
+pub fn prepared_object(j: usize, rv: u64, out: &mut String) {
+    let (ns, name) = realistic_key(j);
+    let created =
+        rfc3339(UNIX_EPOCH + Duration::from_secs(1_795_500_000 + (j as u64 % 86_400) * 7));
+    let fields = realistic_event(j);
+    let _ = write!(
+        out,
+        "{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"name\":{},\"namespace\":{},\"uid\":\"{}\",\"resourceVersion\":\"{rv}\",\"creationTimestamp\":\"{created}\"}},{}",
+        json_str(&name),
+        json_str(&ns),
+        uuid(j as u64, 11),
+        &fields[1..]
+    );
+}
+
+/// Whether prepared frame `i` repeats an earlier identity, and which event it carries: even
+/// frames are new events (`i / 2`), odd ones repeat a pseudo-random earlier event (same
+/// namespace, name and count; a newer resourceVersion), so half of all frames are repeats.
+pub fn prepared_frame_event(i: usize) -> (bool, usize) {
+    if i.is_multiple_of(2) {
+        (false, i / 2)
+    } else {
+        (true, (splitmix(i as u64) % (i as u64 / 2 + 1)) as usize)
+    }
+}
+
+/// Appends prepared watch frame `i` (with its `\n`): ADDED for a new event, MODIFIED for a
+/// repeat; frame `i` carries resourceVersion `base_rv + 1 + i`.
+pub fn prepared_watch_frame(i: usize, base_rv: u64, out: &mut String) {
+    let (repeat, j) = prepared_frame_event(i);
+    out.push_str(if repeat {
+        "{\"type\":\"MODIFIED\",\"object\":"
+    } else {
+        "{\"type\":\"ADDED\",\"object\":"
+    });
+    prepared_object(j, base_rv + 1 + i as u64, out);
+    out.push_str("}\n");
+}
+
+/// `n` prepared frames in chunks of about 256 KiB, each ending at a frame boundary.
+pub fn prepared_watch_chunks(n: usize, base_rv: u64) -> Vec<Bytes> {
+    let mut chunks = Vec::new();
+    let mut chunk = String::with_capacity(260 * 1024);
+    for i in 0..n {
+        prepared_watch_frame(i, base_rv, &mut chunk);
+        if chunk.len() >= 256 * 1024 {
+            chunks.push(Bytes::from(std::mem::replace(
+                &mut chunk,
+                String::with_capacity(260 * 1024),
+            )));
+        }
+    }
+    if !chunk.is_empty() {
+        chunks.push(Bytes::from(chunk));
+    }
+    chunks
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1876,23 +1990,33 @@ fn list_response(shared: &Shared, rec: &RecordedRequest, pretty_print: bool) -> 
         }
     };
 
-    let mut items: Vec<&str> = Vec::new();
-    let mut last_key: Option<&str> = None;
-    let mut remaining = 0usize;
-    for (key, versions) in store.keys.range::<str, _>((
-        std::ops::Bound::Included(start.as_str()),
-        std::ops::Bound::Unbounded,
-    )) {
-        let Some(body) = Store::at(versions, read_rv) else {
-            continue;
-        };
-        if limit == 0 || items.len() < limit {
-            items.push(body);
-            last_key = Some(key);
-        } else {
-            remaining += 1;
+    let snapshot = {
+        let mut cache = lock(&shared.list_snapshot);
+        match &*cache {
+            Some((rv, snap)) if *rv == read_rv => snap.clone(),
+            _ => {
+                let snap: Snapshot = Arc::new(
+                    store
+                        .keys
+                        .iter()
+                        .filter_map(|(k, v)| Store::at(v, read_rv).map(|b| (k.clone(), b.clone())))
+                        .collect(),
+                );
+                *cache = Some((read_rv, snap.clone()));
+                snap
+            }
         }
-    }
+    };
+    let from = snapshot.partition_point(|(k, _)| k.as_str() < start.as_str());
+    let rest = &snapshot[from..];
+    let take = if limit == 0 {
+        rest.len()
+    } else {
+        limit.min(rest.len())
+    };
+    let items: Vec<&str> = rest[..take].iter().map(|(_, b)| &**b).collect();
+    let last_key: Option<&str> = rest[..take].last().map(|(k, _)| k.as_str());
+    let remaining = rest.len() - take;
     let mut out = String::with_capacity(items.iter().map(|i| i.len() + 1).sum::<usize>() + 256);
     let _ = write!(
         out,
@@ -2008,7 +2132,12 @@ fn watch_response(
         }
         store.watchers.push(Watcher { tx });
     }
-    stream_response(initial, Some(rx), shared, bookmarks, timeout)
+    let prepared = lock(&shared.prepared).take();
+    let gated = prepared.is_some();
+    if let Some(p) = prepared {
+        initial.splice(0..0, p);
+    }
+    stream_response_gated(initial, Some(rx), shared, bookmarks, timeout, gated)
 }
 
 type Out = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
@@ -2019,6 +2148,18 @@ fn stream_response(
     shared: &Arc<Shared>,
     bookmarks: bool,
     timeout: Option<Duration>,
+) -> Response<Body> {
+    stream_response_gated(initial, rx, shared, bookmarks, timeout, false)
+}
+
+/// `gated`: `initial` is the prepared body; wait for `start_prepared` and record when it went.
+fn stream_response_gated(
+    initial: Vec<Bytes>,
+    rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
+    shared: &Arc<Shared>,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+    gated: bool,
 ) -> Response<Body> {
     let (out_tx, out_rx) = mpsc::channel::<Result<Frame<Bytes>, io::Error>>(8);
     let drops = shared.drop_tx.subscribe();
@@ -2031,6 +2172,23 @@ fn stream_response(
             drops,
             stall,
         };
+        if gated {
+            let mut go = shared.prepared_go.subscribe();
+            if go.wait_for(|g| *g).await.is_err() {
+                return;
+            }
+            lock(&shared.prepared_times).first_sent = Some(SystemTime::now());
+            for b in initial {
+                if w.emit(b).await.is_err() {
+                    return;
+                }
+            }
+            lock(&shared.prepared_times).last_sent = Some(SystemTime::now());
+            let _ = w
+                .run(Vec::new(), rx, &shared, bookmarks, interval, timeout)
+                .await;
+            return;
+        }
         let _ = w
             .run(initial, rx, &shared, bookmarks, interval, timeout)
             .await;
@@ -2198,16 +2356,21 @@ async fn handle_admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<
     };
     match (method, parts.as_slice()) {
         (Method::GET, ["fake", "state"]) => {
+            let prepared = *lock(&shared.prepared_times);
             let store = lock(&shared.store);
             let watches = store.watchers.iter().filter(|w| !w.tx.is_closed()).count();
             json_response(
                 200,
                 format!(
-                    "{{\"resourceVersion\":\"{}\",\"compactedResourceVersion\":\"{}\",\"events\":{},\"openWatches\":{watches},\"stalled\":{}}}",
+                    "{{\"resourceVersion\":\"{}\",\"compactedResourceVersion\":\"{}\",\"events\":{},\"openWatches\":{watches},\"stalled\":{},\"prepared\":{{\"frames\":{},\"bytes\":{},\"firstSentUnixNs\":{},\"lastSentUnixNs\":{}}}}}",
                     store.rv,
                     store.compact_rv,
                     store.live,
-                    *shared.stall.borrow()
+                    *shared.stall.borrow(),
+                    prepared.frames,
+                    prepared.bytes,
+                    unix_ns(prepared.first_sent),
+                    unix_ns(prepared.last_sent),
                 ),
                 false,
             )
@@ -2242,6 +2405,10 @@ async fn handle_admin(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<
             None => admin_err(404, "no such event"),
         },
         (Method::POST, ["fake", "compact"]) => rv_json(Ok(h.as_server(|s| s.compact())), 500),
+        (Method::POST, ["fake", "prepared", "start"]) => {
+            h.as_server(|s| s.start_prepared());
+            json_response(200, "{}".into(), false)
+        }
         (Method::POST, ["fake", "bookmark"]) => {
             h.as_server(|s| s.send_bookmark());
             json_response(200, "{}".into(), false)
@@ -2300,6 +2467,11 @@ impl AdminHandle {
         };
         f(&view)
     }
+}
+
+fn unix_ns(t: Option<SystemTime>) -> String {
+    t.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or("null".to_string(), |d| d.as_nanos().to_string())
 }
 
 fn admin_err(code: u16, msg: &str) -> Response<Body> {

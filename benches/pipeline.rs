@@ -1,0 +1,923 @@
+//! End-to-end benchmark: the release daemon against the fake API server, each its own process.
+//!
+//! Run it with `benches/run.sh` (builds the release binary and the fake, runs the store
+//! benchmark, then this). Direct use:
+//!
+//! ```text
+//! cargo bench --bench pipeline -- [--frames N] [--sync-events N] [--restart-events N]
+//!     [--idle-secs S] [--store-output FILE] [--keep DIR]
+//! ```
+//!
+//! Scenarios (one table at the end, every figure measured in this run):
+//! 1. stream: N watch frames pre-rendered by the fake (`--prepared-watch N`, half repeats),
+//!    sent as fast as the socket takes them; next to it the same frames parsed by serde_json
+//!    alone in this process;
+//! 2. initial sync: a paged list of `--sync-events` events; next to it a plain HTTP client
+//!    fetching the same pages;
+//! 3. restart: stop, add `--restart-events`, start with the same state;
+//! 4. idle: CPU over `--idle-secs` with a bookmark every 10 s;
+//! 5. store: the figures of `cargo bench --bench store` (`--store-output`, written by run.sh).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[allow(dead_code)]
+#[path = "../tests/support/fake_apiserver.rs"]
+mod fake_apiserver;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+const INITIAL_RV: u64 = 100;
+
+struct Args {
+    frames: usize,
+    sync_events: usize,
+    restart_events: usize,
+    idle_secs: u64,
+    store_output: Option<PathBuf>,
+    keep: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        frames: 1_000_000,
+        sync_events: 100_000,
+        restart_events: 10_000,
+        idle_secs: 60,
+        store_output: None,
+        keep: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--frames" => a.frames = v().parse().expect("--frames"),
+            "--sync-events" => a.sync_events = v().parse().expect("--sync-events"),
+            "--restart-events" => a.restart_events = v().parse().expect("--restart-events"),
+            "--idle-secs" => a.idle_secs = v().parse().expect("--idle-secs"),
+            "--store-output" => a.store_output = Some(v().into()),
+            "--keep" => a.keep = Some(v().into()),
+            // cargo bench passes --bench.
+            "--bench" => {}
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+fn binaries() -> (PathBuf, PathBuf) {
+    let daemon = std::env::var_os("KEP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_kube-event-pipe")));
+    let fake = std::env::var_os("KEP_FAKE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_BIN_EXE_kube-event-pipe"))
+                .parent()
+                .expect("binary dir")
+                .join("examples/fake_apiserver")
+        });
+    for p in [&daemon, &fake] {
+        assert!(
+            p.exists(),
+            "{} is missing: run `cargo build --release --bin kube-event-pipe --example fake_apiserver` (benches/run.sh does)",
+            p.display()
+        );
+    }
+    (daemon, fake)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and /proc
+// ---------------------------------------------------------------------------------------------
+
+struct Fake {
+    child: Child,
+    api: String,
+    admin: String,
+}
+
+impl Fake {
+    fn start(bin: &Path, args: &[&str], kubeconfig: &Path) -> Fake {
+        let mut child = Command::new(bin)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the fake apiserver");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let api = lines.next().expect("api url").expect("api url");
+        let admin = lines.next().expect("admin url").expect("admin url");
+        Fake { child, api, admin }
+    }
+
+    fn admin(&self, method: &str, path: &str) -> String {
+        let mut c = HttpClient::connect(&self.admin);
+        let (status, body) = c.request(method, path);
+        assert_eq!(
+            status,
+            200,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        String::from_utf8(body).expect("utf-8")
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_str(&self.admin("GET", "/fake/state")).expect("state json")
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(bin: &Path, kubeconfig: &Path, state: &Path, out: &Path, log: &Path) -> Daemon {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("daemon log");
+        let child = Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", "/nonexistent")
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--persistence-path")
+            .arg(state)
+            .arg("--destination")
+            .arg(out)
+            .args(["--log-level", "WARNING", "--log-target", "stderr"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start kube-event-pipe");
+        Daemon { child }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM and wait (the daemon saves its resourceVersion and flushes the filters).
+    fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "daemon exited with {status}");
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
+}
+
+/// utime + stime of a process, seconds (all its threads, live and exited).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let after_comm = &stat[stat.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after_comm.split(' ').collect();
+    // Fields 14 and 15 of stat(5); after_comm starts at field 3.
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    ticks as f64 / clk_tck()
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Mem {
+    hwm_kib: u64,
+    rss_anon_kib: u64,
+    rss_file_kib: u64,
+}
+
+fn mem(pid: u32) -> Mem {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let mut m = Mem::default();
+    for line in status.lines() {
+        let val = || {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        if line.starts_with("VmHWM:") {
+            m.hwm_kib = val();
+        } else if line.starts_with("RssAnon:") {
+            m.rss_anon_kib = val();
+        } else if line.starts_with("RssFile:") {
+            m.rss_file_kib = val();
+        }
+    }
+    m
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn unix_now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos()
+}
+
+/// Waits for the output to be complete: `target` bytes, or (a bloom false positive can drop
+/// an event) no growth for 500 ms once `finished` says the source is done. Returns when the
+/// output last grew (wall clock, ns) and the peak RssAnon sampled meanwhile.
+fn wait_output(
+    path: &Path,
+    target: u64,
+    pid: u32,
+    every: Duration,
+    timeout: Duration,
+    finished: impl Fn() -> bool,
+) -> (u128, u64) {
+    let start = Instant::now();
+    let mut size = file_size(path);
+    let mut grew_ns = unix_now_ns();
+    let mut grew = Instant::now();
+    let mut peak_anon = 0;
+    loop {
+        let now = file_size(path);
+        if now != size {
+            size = now;
+            grew_ns = unix_now_ns();
+            grew = Instant::now();
+        }
+        peak_anon = peak_anon.max(mem(pid).rss_anon_kib);
+        if size >= target || (grew.elapsed() > Duration::from_millis(500) && finished()) {
+            return (grew_ns, peak_anon);
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out at {size} of {target} bytes"
+        );
+        std::thread::sleep(every);
+    }
+}
+
+/// Checks that the output from `offset` on is the expected lines in order, byte for byte,
+/// some possibly left out (bloom false positives). Returns (lines written, expected left out,
+/// whether every written line is an expected one).
+fn compare_output(
+    path: &Path,
+    offset: u64,
+    expected: impl Iterator<Item = Vec<u8>>,
+) -> (u64, u64, bool) {
+    let mut f = File::open(path).expect("output");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    let mut out = BufReader::with_capacity(1 << 20, f);
+    let mut expected = expected;
+    let (mut written, mut skipped) = (0u64, 0u64);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if out.read_until(b'\n', &mut line).expect("read") == 0 {
+            break;
+        }
+        written += 1;
+        loop {
+            match expected.next() {
+                Some(e) if e == line => break,
+                Some(_) => skipped += 1,
+                None => return (written, skipped, false),
+            }
+        }
+    }
+    skipped += expected.count() as u64;
+    (written, skipped, true)
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A plain HTTP/1.1 client (keep-alive, Content-Length or chunked bodies)
+// ---------------------------------------------------------------------------------------------
+
+struct HttpClient {
+    host: String,
+    reader: BufReader<TcpStream>,
+}
+
+impl HttpClient {
+    fn connect(url: &str) -> HttpClient {
+        let host = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let stream = TcpStream::connect(&host).expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        HttpClient {
+            host,
+            reader: BufReader::with_capacity(256 * 1024, stream),
+        }
+    }
+
+    fn request(&mut self, method: &str, path: &str) -> (u16, Vec<u8>) {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nAccept: application/json\r\nContent-Length: 0\r\n\r\n",
+            self.host
+        );
+        self.reader
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("send");
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("status line");
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status code");
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').expect("header line");
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "content-length" {
+                length = Some(v.parse::<usize>().expect("length"));
+            } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
+                chunked = true;
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line).expect("chunk size");
+                let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+                let at = body.len();
+                body.resize(at + size + 2, 0);
+                self.reader.read_exact(&mut body[at..]).expect("chunk");
+                body.truncate(at + size);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            body.resize(length.expect("content-length"), 0);
+            self.reader.read_exact(&mut body).expect("body");
+        }
+        (status, body)
+    }
+}
+
+/// The `continue` token of a list page, found the cheap way: the metadata comes first.
+fn continue_token(page: &[u8]) -> Option<String> {
+    let head = &page[..page.len().min(1024)];
+    let key = b"\"continue\":\"";
+    let at = head.windows(key.len()).position(|w| w == key)? + key.len();
+    let end = head[at..].iter().position(|&b| b == b'"')? + at;
+    Some(String::from_utf8_lossy(&head[at..end]).into_owned())
+}
+
+/// Fetches every page as the daemon does (limit 500, following continue tokens); keeps them
+/// only if asked (keeping 100 MB costs page faults that a plain client does not pay).
+fn fetch_all_pages(api: &str, keep: bool) -> (Duration, Vec<Vec<u8>>) {
+    let start = Instant::now();
+    let mut c = HttpClient::connect(api);
+    let mut pages = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            None => "/api/v1/events?limit=500".to_string(),
+            Some(t) => format!("/api/v1/events?limit=500&continue={t}"),
+        };
+        let (status, body) = c.request("GET", &path);
+        assert_eq!(status, 200, "list page");
+        token = continue_token(&body);
+        if keep {
+            pages.push(body);
+        }
+        if token.is_none() {
+            break;
+        }
+    }
+    (start.elapsed(), pages)
+}
+
+/// The same, but as a client that reads the pages properly: each page parsed with serde_json
+/// (items as raw values) to find its continue token.
+fn fetch_and_parse_all_pages(api: &str) -> (Duration, usize) {
+    #[derive(Deserialize)]
+    struct Meta<'a> {
+        #[serde(borrow, rename = "continue", default)]
+        continue_token: Option<&'a str>,
+    }
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        metadata: Meta<'a>,
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    let start = Instant::now();
+    let mut c = HttpClient::connect(api);
+    let mut pages = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let path = match &token {
+            None => "/api/v1/events?limit=500".to_string(),
+            Some(t) => format!("/api/v1/events?limit=500&continue={t}"),
+        };
+        let (status, body) = c.request("GET", &path);
+        assert_eq!(status, 200, "list page");
+        let page: Page<'_> = serde_json::from_slice(&body).expect("page");
+        std::hint::black_box(&page.items);
+        token = page
+            .metadata
+            .continue_token
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        pages += 1;
+        if token.is_none() {
+            break;
+        }
+    }
+    (start.elapsed(), pages)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    _frame_type: &'a str,
+    #[serde(borrow)]
+    object: &'a RawValue,
+}
+
+struct SerdeBaseline {
+    parse: Duration,
+    frames: usize,
+    expected_bytes: u64,
+    expected_lines: u64,
+}
+
+/// Renders the prepared frames again (untimed, in blocks) and times serde_json parsing them;
+/// also works out the output the daemon must write: each new frame's object and `\n`.
+fn serde_baseline(n: usize) -> SerdeBaseline {
+    fake_apiserver::fix_uuid_salt();
+    let mut parse = Duration::ZERO;
+    let mut block = String::with_capacity(12 << 20);
+    let mut expected_bytes = 0u64;
+    let mut expected_lines = 0u64;
+    let mut parsed = 0usize;
+    let mut i = 0;
+    while i < n {
+        block.clear();
+        let end = (i + 10_000).min(n);
+        for f in i..end {
+            fake_apiserver::prepared_watch_frame(f, INITIAL_RV, &mut block);
+        }
+        let t = Instant::now();
+        let mut objects: Vec<&RawValue> = Vec::with_capacity(end - i);
+        for line in block.as_bytes().split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let frame: Frame<'_> = serde_json::from_slice(line).expect("frame");
+            objects.push(std::hint::black_box(frame.object));
+        }
+        parse += t.elapsed();
+        parsed += objects.len();
+        for (k, obj) in objects.iter().enumerate() {
+            if !fake_apiserver::prepared_frame_event(i + k).0 {
+                expected_bytes += obj.get().len() as u64 + 1;
+                expected_lines += 1;
+            }
+        }
+        i = end;
+    }
+    assert_eq!(parsed, n);
+    SerdeBaseline {
+        parse,
+        frames: n,
+        expected_bytes,
+        expected_lines,
+    }
+}
+
+struct StreamResult {
+    frames: usize,
+    lines: u64,
+    false_positives: u64,
+    exact: bool,
+    secs: f64,
+    cpu: f64,
+    mem: Mem,
+    fake_send_secs: f64,
+    serde: SerdeBaseline,
+}
+
+fn stream(daemon_bin: &Path, fake_bin: &Path, dir: &Path, n: usize) -> StreamResult {
+    eprintln!("stream: rendering {n} frames for serde_json and the expected output ...");
+    let serde = serde_baseline(n);
+    eprintln!(
+        "stream: serde_json parsed {n} frames in {:.3}s; starting the fake (it renders them too) ...",
+        serde.parse.as_secs_f64()
+    );
+    let kubeconfig = dir.join("stream.kubeconfig");
+    let fake = Fake::start(
+        fake_bin,
+        &["--port", "0", "--prepared-watch", &n.to_string()],
+        &kubeconfig,
+    );
+    let state = dir.join("stream-state");
+    let out = dir.join("stream-events.log");
+    let d = Daemon::start(
+        daemon_bin,
+        &kubeconfig,
+        &state,
+        &out,
+        &dir.join("stream-daemon.log"),
+    );
+    // The daemon lists (nothing), then opens the watch that holds the prepared body.
+    let t = Instant::now();
+    while fake.state()["openWatches"].as_u64() != Some(1) {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon did not open a watch"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu0 = cpu_secs(d.pid());
+    fake.admin("POST", "/fake/prepared/start");
+    let (end_ns, _) = wait_output(
+        &out,
+        serde.expected_bytes,
+        d.pid(),
+        Duration::from_millis(1),
+        Duration::from_secs(600),
+        || !fake.state()["prepared"]["lastSentUnixNs"].is_null(),
+    );
+    let cpu = cpu_secs(d.pid()) - cpu0;
+    let m = mem(d.pid());
+    let st = fake.state();
+    let first: u128 = st["prepared"]["firstSentUnixNs"]
+        .as_u64()
+        .expect("first sent") as u128;
+    let last: u128 = st["prepared"]["lastSentUnixNs"].as_u64().unwrap_or(0) as u128;
+    std::thread::sleep(Duration::from_millis(300));
+    d.stop();
+    let expected = (0..n).filter_map(|i| {
+        let (repeat, j) = fake_apiserver::prepared_frame_event(i);
+        (!repeat).then(|| {
+            let mut s = String::new();
+            fake_apiserver::prepared_object(j, INITIAL_RV + 1 + i as u64, &mut s);
+            s.push('\n');
+            s.into_bytes()
+        })
+    });
+    let (lines, false_positives, exact) = compare_output(&out, 0, expected);
+    let _ = std::fs::remove_file(&out);
+    StreamResult {
+        frames: n,
+        lines,
+        false_positives,
+        exact,
+        secs: (end_ns - first) as f64 / 1e9,
+        cpu,
+        mem: m,
+        fake_send_secs: last.saturating_sub(first) as f64 / 1e9,
+        serde,
+    }
+}
+
+struct SyncResult {
+    events: usize,
+    pages: usize,
+    lines: u64,
+    false_positives: u64,
+    exact: bool,
+    secs: f64,
+    cpu: f64,
+    mem: Mem,
+    peak_anon_kib: u64,
+    plain_secs: f64,
+    plain_parse_secs: f64,
+}
+
+struct RestartResult {
+    secs: f64,
+    lists: usize,
+    watches: usize,
+    lines: u64,
+    cpu: f64,
+}
+
+struct IdleResult {
+    secs: u64,
+    cpu: f64,
+    mem: Mem,
+}
+
+fn sync_restart_idle(
+    daemon_bin: &Path,
+    fake_bin: &Path,
+    dir: &Path,
+    a: &Args,
+) -> (SyncResult, RestartResult, IdleResult) {
+    eprintln!("sync: starting the fake with {} events ...", a.sync_events);
+    let kubeconfig = dir.join("sync.kubeconfig");
+    let fake = Fake::start(
+        fake_bin,
+        &[
+            "--port",
+            "0",
+            "--events",
+            &a.sync_events.to_string(),
+            "--bookmark-interval-ms",
+            "10000",
+        ],
+        &kubeconfig,
+    );
+    // Warm-up fetch (builds the fake's list snapshot); it also gives the expected output.
+    let (_, pages) = fetch_all_pages(&fake.api, true);
+    let mut expected: Vec<Vec<u8>> = Vec::with_capacity(a.sync_events);
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    for p in &pages {
+        let page: Page<'_> = serde_json::from_slice(p).expect("page");
+        for it in page.items {
+            let rest = &it.get()[1..];
+            expected
+                .push(format!("{{\"kind\":\"Event\",\"apiVersion\":\"v1\",{rest}\n").into_bytes());
+        }
+    }
+    let expected_bytes: u64 = expected.iter().map(|l| l.len() as u64).sum();
+    let items = expected.len();
+    assert_eq!(
+        items, a.sync_events,
+        "the fake listed a different number of events"
+    );
+    let mut plain = f64::MAX;
+    let mut plain_parse = f64::MAX;
+    for _ in 0..3 {
+        let (t, _) = fetch_all_pages(&fake.api, false);
+        plain = plain.min(t.as_secs_f64());
+        let (t, p) = fetch_and_parse_all_pages(&fake.api);
+        assert_eq!(p, pages.len());
+        plain_parse = plain_parse.min(t.as_secs_f64());
+    }
+    drop(pages);
+
+    let state = dir.join("sync-state");
+    let out = dir.join("sync-events.log");
+    let log = dir.join("sync-daemon.log");
+    fake.admin("DELETE", "/fake/requests");
+    let watching = || {
+        let r: serde_json::Value =
+            serde_json::from_str(&fake.admin("GET", "/fake/requests")).expect("requests");
+        r.as_array()
+            .expect("array")
+            .iter()
+            .any(|r| r["watch"] == true)
+    };
+    let t0 = unix_now_ns();
+    let d = Daemon::start(daemon_bin, &kubeconfig, &state, &out, &log);
+    let (done, peak_anon) = wait_output(
+        &out,
+        expected_bytes,
+        d.pid(),
+        Duration::from_millis(2),
+        Duration::from_secs(300),
+        watching,
+    );
+    let secs = (done - t0) as f64 / 1e9;
+    let cpu = cpu_secs(d.pid());
+    let m = mem(d.pid());
+    let (lines, false_positives, exact) = compare_output(&out, 0, expected.into_iter());
+    let sync = SyncResult {
+        events: items,
+        pages: items.div_ceil(500),
+        lines,
+        false_positives,
+        exact,
+        secs,
+        cpu,
+        mem: m,
+        peak_anon_kib: peak_anon,
+        plain_secs: plain,
+        plain_parse_secs: plain_parse,
+    };
+
+    // Restart.
+    eprintln!("restart: stopping, adding {} events ...", a.restart_events);
+    d.stop();
+    fake.admin(
+        "POST",
+        &format!(
+            "/fake/realistic?start={}&count={}",
+            a.sync_events, a.restart_events
+        ),
+    );
+    fake.admin("DELETE", "/fake/requests");
+    let before = file_size(&out);
+    let t0 = unix_now_ns();
+    let d = Daemon::start(daemon_bin, &kubeconfig, &state, &out, &log);
+    // Restart's new events are ~1 KB each; the exact size is not known here, so wait for
+    // the output to settle.
+    let (done, _) = wait_output(
+        &out,
+        u64::MAX,
+        d.pid(),
+        Duration::from_millis(1),
+        Duration::from_secs(120),
+        || file_size(&out) > before,
+    );
+    let secs = (done - t0) as f64 / 1e9;
+    let cpu = cpu_secs(d.pid());
+    let reqs: serde_json::Value =
+        serde_json::from_str(&fake.admin("GET", "/fake/requests")).expect("requests");
+    let reqs = reqs.as_array().expect("array");
+    let mut f = File::open(&out).expect("output");
+    f.seek(SeekFrom::Start(before)).expect("seek");
+    let lines = BufReader::new(f).split(b'\n').count() as u64;
+    let restart = RestartResult {
+        secs,
+        lists: reqs.iter().filter(|r| r["list"] == true).count(),
+        watches: reqs.iter().filter(|r| r["watch"] == true).count(),
+        lines,
+        cpu,
+    };
+
+    // Idle.
+    eprintln!("idle: {} s ...", a.idle_secs);
+    fake.admin("POST", "/fake/compact");
+    std::thread::sleep(Duration::from_secs(2));
+    let cpu0 = cpu_secs(d.pid());
+    std::thread::sleep(Duration::from_secs(a.idle_secs));
+    let cpu = cpu_secs(d.pid()) - cpu0;
+    let idle = IdleResult {
+        secs: a.idle_secs,
+        cpu,
+        mem: mem(d.pid()),
+    };
+    d.stop();
+    let _ = std::fs::remove_file(&out);
+    (sync, restart, idle)
+}
+
+/// The lines of `cargo bench --bench store` output that hold figures.
+fn store_rows(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("store output");
+    text.lines()
+        .filter(|l| l.contains("ns/op") || l.contains("false positives"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".to_string(), |(_, v)| v.trim().to_string());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "nproc {nproc}, CPU {model}, memory {:.1} GiB, Linux {}, load average at the end {}",
+        total_kib as f64 / 1024.0 / 1024.0,
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
+}
+
+fn main() {
+    let a = args();
+    let (daemon_bin, fake_bin) = binaries();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir).expect("dir");
+
+    let s = stream(&daemon_bin, &fake_bin, &dir, a.frames);
+    eprintln!("stream: {:.3}s", s.secs);
+    let (sy, r, idle) = sync_restart_idle(&daemon_bin, &fake_bin, &dir, &a);
+
+    let rate = s.frames as f64 / s.secs;
+    let serde_rate = s.serde.frames as f64 / s.serde.parse.as_secs_f64();
+    println!();
+    println!("machine: {}", machine());
+    println!();
+    println!("| # | scenario | kube-event-pipe | reference | ratio | checks |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| 1 | stream, {} frames ({} new, {:.0} MB) | {:.0} events/s ({:.3} s); {:.2} CPU s per 1M events; VmHWM {:.1} MiB (RssAnon {:.1}, RssFile {:.1}) | serde_json alone: {:.0} frames/s ({:.3} s) | {:.2} of serde_json | {} lines of {} new ({} left out as bloom false positives); every line byte-exact and in order: {}; fake sent the body in {:.3} s |",
+        s.frames,
+        s.serde.expected_lines,
+        s.serde.expected_bytes as f64 / 1e6,
+        rate,
+        s.secs,
+        s.cpu / s.frames as f64 * 1e6,
+        mib(s.mem.hwm_kib),
+        mib(s.mem.rss_anon_kib),
+        mib(s.mem.rss_file_kib),
+        serde_rate,
+        s.serde.parse.as_secs_f64(),
+        rate / serde_rate,
+        s.lines,
+        s.serde.expected_lines,
+        s.false_positives,
+        s.exact,
+        s.fake_send_secs,
+    );
+    println!(
+        "| 2 | initial sync, {} events in {} pages of 500 | {:.3} s from start; {:.2} CPU s; VmHWM {:.1} MiB (RssAnon {:.1} now, sampled peak {:.1}; RssFile {:.1}) | plain HTTP client, same pages: {:.3} s fetch only; {:.3} s fetch + serde_json page parse (best of 3 each) | {:.2}× fetch only; {:.2}× fetch + parse | {} lines ({} left out as bloom false positives), byte-exact and in order: {} |",
+        sy.events,
+        sy.pages,
+        sy.secs,
+        sy.cpu,
+        mib(sy.mem.hwm_kib),
+        mib(sy.mem.rss_anon_kib),
+        mib(sy.peak_anon_kib),
+        mib(sy.mem.rss_file_kib),
+        sy.plain_secs,
+        sy.plain_parse_secs,
+        sy.secs / sy.plain_secs,
+        sy.secs / sy.plain_parse_secs,
+        sy.lines,
+        sy.false_positives,
+        sy.exact,
+    );
+    println!(
+        "| 3 | restart, {} events added while stopped | {:.3} s from start to the last line; {:.2} CPU s | | | {} list requests (must be 0), {} watch requests, {} lines (must be {}) |",
+        a.restart_events, r.secs, r.cpu, r.lists, r.watches, r.lines, a.restart_events
+    );
+    println!(
+        "| 4 | idle {} s, bookmark every 10 s | {:.3} CPU s = {:.3} % of a core (CPU clock tick {:.0} ms) | | | steady: RssAnon {:.1} MiB, RssFile {:.1} MiB, VmHWM {:.1} MiB |",
+        idle.secs,
+        idle.cpu,
+        idle.cpu / idle.secs as f64 * 100.0,
+        1000.0 / clk_tck(),
+        mib(idle.mem.rss_anon_kib),
+        mib(idle.mem.rss_file_kib),
+        mib(idle.mem.hwm_kib),
+    );
+    match &a.store_output {
+        Some(p) => {
+            let rows = store_rows(p);
+            println!(
+                "| 5 | store, 1M per filter × 3, error rate 0.01 (`cargo bench --bench store`, this run) | {} | | | |",
+                rows.join("; ")
+            );
+        }
+        None => {
+            println!("| 5 | store | not run (pass --store-output; benches/run.sh does) | | | |")
+        }
+    }
+}
