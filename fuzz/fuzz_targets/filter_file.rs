@@ -21,7 +21,20 @@ const TS: u64 = 1_700_000_000;
 fn dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = std::env::temp_dir().join(format!("kep-fuzz-filter-file.{}", std::process::id()));
+        // KEP_FUZZ_DIR (run-ci.sh sets it, to remove it afterwards), else tmpfs when there is
+        // one: the store syncs files and directories, which is cheap there.
+        let d = match std::env::var_os("KEP_FUZZ_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let shm = Path::new("/dev/shm");
+                let base = if shm.is_dir() {
+                    shm.to_path_buf()
+                } else {
+                    std::env::temp_dir()
+                };
+                base.join(format!("kep-fuzz-filter-file.{}", std::process::id()))
+            }
+        };
         std::fs::create_dir_all(&d).expect("create the fuzz directory");
         d
     })
