@@ -29,9 +29,15 @@ cargo fuzz build
 echo "== fuzz: built in $(($(now) - t)) s"
 
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-# filter_file's scratch store directory.
-export KEP_FUZZ_DIR="$work/filter_file-store"
+# filter_file's scratch store directory: tmpfs when there is one, since the store syncs files
+# and directories on every open (about 70 execs/s on disk here, 2000 on tmpfs).
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+    store=$(mktemp -d -p /dev/shm kep-fuzz.XXXXXX)
+else
+    store="$work/filter_file-store"
+fi
+trap 'rm -rf "$work" "$store"' EXIT
+export KEP_FUZZ_DIR="$store"
 failed=0
 for target in "${targets[@]}"; do
     # New inputs go to the scratch directory (the first one); the committed corpus is only read.
