@@ -211,7 +211,9 @@ impl Splitter {
                             b'{' | b'[' => *depth = depth.saturating_add(1),
                             b'}' | b']' => {
                                 *depth -= 1;
-                                if *depth == 0 {
+                                // A closing brace one past the limit is still too large (the
+                                // check below); found by fuzz/watch_frames.
+                                if *depth == 0 && self.pos - self.obj_start <= self.max_len {
                                     self.state = State::Between;
                                     self.consumed = self.pos;
                                     return Some(Ok(&self.buf[self.obj_start..self.pos]));
@@ -438,6 +440,23 @@ mod tests {
         assert_eq!(s.next_object(), None);
         assert_eq!(s.finish(), Ok(()));
         assert_eq!(s.offset(), 27);
+    }
+
+    #[test]
+    fn object_exactly_at_the_limit_passes_one_byte_more_does_not() {
+        let mut s = Splitter::with_max_object_len(10);
+        s.feed(b"{\"a\":\"12\"}\n{\"a\":\"123\"}\n{}\n");
+        assert_eq!(s.next_object(), Some(Ok(&b"{\"a\":\"12\"}"[..])));
+        assert_eq!(
+            s.next_object(),
+            Some(Err(SplitError::TooLarge {
+                start: 11,
+                limit: 10
+            }))
+        );
+        assert_eq!(s.next_object(), Some(Ok(&b"{}"[..])));
+        assert_eq!(s.next_object(), None);
+        assert_eq!(s.finish(), Ok(()));
     }
 
     #[test]

@@ -7,5 +7,5 @@ mod filter;
 mod format;
 mod store;
 
-pub use format::FormatError;
+pub use format::{FormatError, HEADER_LEN, Header};
 pub use store::{FileStats, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats};
