@@ -350,11 +350,13 @@ pub fn object_resource_version(object: &[u8]) -> Result<Option<Cow<'_, str>>, Fr
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/real-apiserver");
 
+    /// A captured kube-apiserver answer from tests/fixtures/real-apiserver (shared by the
+    /// frame, identity and replay tests).
     pub(crate) fn fixture(name: &str) -> Vec<u8> {
         let path = format!("{FIXTURES}/{name}");
         std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))

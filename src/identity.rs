@@ -388,13 +388,7 @@ mod tests {
     use super::*;
     use crate::frame::parse_watch_frame;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/real-apiserver/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-    }
+    use crate::frame::tests::fixture;
 
     fn id(obj: &str) -> Vec<u8> {
         let mut buf = Vec::new();

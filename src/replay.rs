@@ -279,13 +279,7 @@ pub fn frame_to_line(frame_bytes: &[u8], out: &mut Vec<u8>) -> Result<FrameType,
 mod tests {
     use super::*;
 
-    fn fixture(name: &str) -> Vec<u8> {
-        let path = format!(
-            "{}/tests/fixtures/real-apiserver/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        std::fs::read(&path).unwrap_or_else(|e| panic!("read {path}: {e}"))
-    }
+    use crate::frame::tests::fixture;
 
     /// Feeds `data` in the given chunk sizes (cycled) and collects objects and errors.
     fn split(data: &[u8], chunks: &[usize]) -> (Vec<Vec<u8>>, Vec<SplitError>) {

@@ -30,6 +30,16 @@ fn server() -> FakeApiServer {
     FakeApiServer::start(Options::default())
 }
 
+/// A fake API server with no events and a daemon already watching it.
+fn watching(extra: &[&str]) -> (FakeApiServer, Layout, Daemon) {
+    let api = server();
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(&layout, extra);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    (api, layout, d)
+}
+
 fn no_duplicates(lines: &[String]) {
     let set: HashSet<&String> = lines.iter().collect();
     assert_eq!(set.len(), lines.len(), "duplicate lines in output");
@@ -77,11 +87,7 @@ fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_r
 
 #[test]
 fn counts_decide_what_is_new_and_recreated_events_are_not() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let (api, layout, d) = watching(&[]);
 
     api.create("demo", "web.1", &event("BackOff", 1));
     for n in [2, 2, 2, 3] {
@@ -201,11 +207,7 @@ fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
 
 #[test]
 fn in_stream_expiry_while_watching_relists_and_loses_nothing() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T));
+    let (api, layout, d) = watching(&[]);
     api.create("a", "one", &event("Pulled", 1));
     wait_for_lines(&layout.out(), 1, T, &d);
     api.expire_watches();
@@ -224,11 +226,7 @@ fn in_stream_expiry_while_watching_relists_and_loses_nothing() {
 
 #[test]
 fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &["--watch-idle-timeout-sec", "2"]);
-    assert!(api.wait_for_watches(1, T));
+    let (api, layout, d) = watching(&["--watch-idle-timeout-sec", "2"]);
     let mut expected = 0;
     let mut add = |n: usize| {
         for _ in 0..n {
@@ -282,11 +280,7 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
 
 #[test]
 fn sigkill_after_a_write_repeats_at_most_that_batch() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T));
+    let (api, layout, d) = watching(&[]);
     api.create("k", "one", &event("Pulled", 1));
     wait_for_lines(&layout.out(), 1, T, &d);
     d.kill();
@@ -303,11 +297,7 @@ fn sigkill_after_a_write_repeats_at_most_that_batch() {
 
 #[test]
 fn sighup_after_rename_sends_later_events_to_the_new_file() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T));
+    let (api, layout, d) = watching(&[]);
     for i in 0..50 {
         api.create("h", &format!("old-{i}"), &event("Pulled", 1));
     }
