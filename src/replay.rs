@@ -11,8 +11,6 @@
 //! starts with `{` in its first column. kubectl starts every top-level object there and indents
 //! everything nested, so that is where the next intact frame begins.
 
-use crate::frame::{self, FrameError, FrameType};
-
 /// Appends `src` with the whitespace outside strings removed.
 ///
 /// Strings, key order and number text are copied byte for byte, so the result parses to the same
@@ -265,21 +263,21 @@ impl Splitter {
     }
 }
 
-/// Turns one split-out kubectl frame into its output line (appended to `out`, no trailing `\n`)
-/// and returns the frame type. Pretty-printed objects are compacted; one-line objects are copied
-/// byte for byte.
-pub fn frame_to_line(frame_bytes: &[u8], out: &mut Vec<u8>) -> Result<FrameType, FrameError> {
-    let f = frame::parse_watch_frame(frame_bytes)?;
-    frame::write_watch_object(f.object, out);
-    Ok(f.frame_type)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
     use crate::frame::tests::fixture;
+    use crate::frame::{self, FrameError, FrameType};
+
+    /// One split-out kubectl frame as the daemon writes it (no trailing `\n`), as the replay
+    /// source does through the pipeline.
+    fn frame_to_line(frame_bytes: &[u8], out: &mut Vec<u8>) -> Result<FrameType, FrameError> {
+        let f = frame::parse_watch_frame(frame_bytes)?;
+        frame::write_watch_object(f.object, out);
+        Ok(f.frame_type)
+    }
 
     /// Feeds `data` in the given chunk sizes (cycled) and collects objects and errors.
     fn split(data: &[u8], chunks: &[usize]) -> (Vec<Vec<u8>>, Vec<SplitError>) {

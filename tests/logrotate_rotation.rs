@@ -9,28 +9,17 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use support::daemon::{Daemon, Layout, lines, wait_until};
+use support::daemon::{Daemon, Layout, lines, tool, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
 
 const T: Duration = Duration::from_secs(30);
 const SHIPPED_PATH: &str = "/var/log/kube-event-pipe/events.log";
 const ROTATIONS: usize = 5;
-
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found: install it (apt-get install {package}); .ci/run does")
-        })
-}
 
 fn id(flag: &str) -> String {
     let out = Command::new("id").arg(flag).output().expect("run id");

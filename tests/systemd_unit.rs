@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use support::daemon::{BIN, command};
+use support::daemon::{BIN, command, tool};
 
 const UNIT: &str = "systemd/kube-event-pipe.service";
 const CONFIG: &str = "packaging/config.toml";
@@ -23,19 +23,6 @@ fn repo(path: &str) -> PathBuf {
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("read {path}: {e}"))
-}
-
-/// The tool's path, or a failure that says how to get it: a test that needs it must not pass
-/// without it.
-fn tool(name: &str, package: &str) -> PathBuf {
-    let path = std::env::var("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("`{name}` not found: install it (apt-get install {package}); .ci/run does")
-        })
 }
 
 fn run(cmd: &mut Command) -> Output {

@@ -176,3 +176,16 @@ impl Layout {
         ]
     }
 }
+
+/// A system tool's path, or a failure that says how to get it: a test that needs it must not
+/// pass without it.
+pub fn tool(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("`{name}` not found: install it (apt-get install {package}); .ci/run does")
+        })
+}
