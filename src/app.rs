@@ -33,6 +33,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         .map_err(Fatal::config)?;
     let store = Store::open(store_config(&settings), SystemTime::now()).map_err(Fatal::config)?;
     let mut pipeline = Pipeline::new(store, sink);
+    pipeline.mark_recent_lines();
 
     if let Some(path) = &settings.replay {
         let result = replay::run(path, &mut pipeline, &mut shutdown).await;

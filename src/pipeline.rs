@@ -74,6 +74,45 @@ impl Pipeline {
         }
     }
 
+    /// Marks as seen the events of the lines at the end of the destination. A run killed
+    /// between writing a batch and marking it (or inside the write(2) of a batch, which the
+    /// kernel cuts short at a page boundary) left those lines written but unmarked; without
+    /// this, the next run would write them all again. Returns how many were marked.
+    pub fn mark_recent_lines(&mut self) -> usize {
+        let now = SystemTime::now();
+        let mut marked = 0;
+        let (store, id) = (&mut self.store, &mut self.id);
+        let result = self.sink.for_each_recent_line(|line| {
+            // A line that is not one of our events (the file may hold anything) is no mark.
+            if identity::identity_into(line, id).is_err() {
+                return;
+            }
+            let (seen, probe) = store.probe(id);
+            if seen {
+                return;
+            }
+            if let Err(e) = store.insert_probed(id, probe, now) {
+                tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
+            }
+            marked += 1;
+        });
+        if let Err(e) = result {
+            tracing::warn!(
+                destination = %self.sink.describe(),
+                error = %e,
+                "cannot read the end of the destination; events a killed run wrote without marking may be written again"
+            );
+        }
+        if marked > 0 {
+            tracing::info!(
+                events = marked,
+                destination = %self.sink.describe(),
+                "marked {marked} events at the end of the destination as seen: the last run wrote them but stopped before recording them"
+            );
+        }
+        marked
+    }
+
     pub fn counters(&self) -> Counters {
         self.counters
     }

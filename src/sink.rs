@@ -81,6 +81,41 @@ impl Sink {
         })
     }
 
+    /// Calls `f` with each whole line among the last `MAX_TAIL` bytes of the destination
+    /// file: the lines a killed run may have written without marking them as seen. Nothing for
+    /// stdout, a FIFO or a file that the path no longer names.
+    pub fn for_each_recent_line(&self, mut f: impl FnMut(&[u8])) -> io::Result<()> {
+        use std::io::{BufRead, BufReader, Seek, SeekFrom};
+        let Destination::Path(path) = &self.destination else {
+            return Ok(());
+        };
+        let meta = self.output.metadata()?;
+        if !meta.is_file() || meta.len() == 0 {
+            return Ok(());
+        }
+        let file = File::open(path)?;
+        if file.metadata()?.ino() != meta.ino() {
+            return Ok(());
+        }
+        let start = meta.len().saturating_sub(MAX_TAIL);
+        let mut reader = BufReader::with_capacity(64 * 1024, file);
+        reader.seek(SeekFrom::Start(start))?;
+        let mut line = Vec::with_capacity(4096);
+        if start > 0 {
+            // The window begins inside a line: skip to the next whole one.
+            reader.read_until(b'\n', &mut line)?;
+        }
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                return Ok(());
+            }
+            if line.last() == Some(&b'\n') {
+                f(&line[..line.len() - 1]);
+            }
+        }
+    }
+
     pub fn describe(&self) -> String {
         match &self.destination {
             Destination::Stdout => "stdout".into(),
@@ -186,10 +221,12 @@ impl Sink {
     }
 }
 
-/// Truncates a regular file after its last `\n`; returns how many bytes it removed.
-/// The longest tail `drop_incomplete_line` will cut.
+/// The longest tail `drop_incomplete_line` will cut, and how far back `for_each_recent_line`
+/// reads: more than one batch (256 KiB plus its last line, which the API server keeps under
+/// about 1.5 MiB).
 const MAX_TAIL: u64 = 4 << 20;
 
+/// Truncates a regular file after its last `\n`; returns how many bytes it removed.
 fn drop_incomplete_line(path: &std::path::Path, output: &File) -> io::Result<u64> {
     use std::io::{Read, Seek, SeekFrom};
     let meta = output.metadata()?;
