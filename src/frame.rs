@@ -159,13 +159,13 @@ pub struct ListPage<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawListMeta<'a> {
+pub(crate) struct RawListMeta<'a> {
     #[serde(borrow, rename = "resourceVersion", default)]
-    resource_version: Option<Cow<'a, str>>,
+    pub(crate) resource_version: Option<Cow<'a, str>>,
     #[serde(borrow, rename = "continue", default)]
-    continue_token: Option<Cow<'a, str>>,
+    pub(crate) continue_token: Option<Cow<'a, str>>,
     #[serde(rename = "remainingItemCount", default)]
-    remaining_item_count: Option<i64>,
+    pub(crate) remaining_item_count: Option<i64>,
 }
 
 #[derive(Deserialize)]

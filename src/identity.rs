@@ -34,6 +34,8 @@ pub struct EventView<'a> {
 pub enum IdentityError {
     #[error("event object is not valid JSON: {0}")]
     NotJson(#[source] serde_json::Error),
+    #[error("event is not valid UTF-8")]
+    NotUtf8,
     #[error("event is {0}, not a JSON object")]
     NotObject(&'static str),
     #[error("event has no metadata")]
@@ -98,6 +100,48 @@ pub fn parse_event(object: &[u8]) -> Result<EventView<'_>, IdentityError> {
         Ok(t) => t,
         Err(e) => return Err(IdentityError::NotJson(e)),
     };
+    view_of(top)
+}
+
+/// Why [`parse_event_prefix`] gave no view, and where the value ended when it was read whole
+/// (`None`: the JSON itself is broken there, or a string in it cannot be decoded).
+#[derive(Debug)]
+pub struct PrefixError {
+    pub error: IdentityError,
+    pub end: Option<usize>,
+}
+
+/// [`parse_event`] for the value at the start of `bytes` (after any whitespace), which may be
+/// followed by anything, e.g. the rest of a list page: one pass reads the identity fields and
+/// finds where the value ends. Returns the view and that end offset.
+pub fn parse_event_prefix(bytes: &[u8]) -> Result<(EventView<'_>, usize), PrefixError> {
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Top<'_>>();
+    let top = match values.next() {
+        Some(Ok(top)) => top,
+        Some(Err(e)) => {
+            return Err(PrefixError {
+                error: IdentityError::NotJson(e),
+                end: None,
+            });
+        }
+        None => {
+            return Err(PrefixError {
+                error: IdentityError::NotObject("nothing"),
+                end: None,
+            });
+        }
+    };
+    let end = values.byte_offset();
+    match view_of(top) {
+        Ok(view) => Ok((view, end)),
+        Err(error) => Err(PrefixError {
+            error,
+            end: Some(end),
+        }),
+    }
+}
+
+fn view_of(top: Top<'_>) -> Result<EventView<'_>, IdentityError> {
     let top = match top {
         Top::Object(t) => t,
         Top::Other(what) => return Err(IdentityError::NotObject(what)),

@@ -18,6 +18,7 @@ use kube_event_pipe::frame::{
     self, FrameType, object_resource_version, parse_list, parse_status, parse_watch_frame,
 };
 use kube_event_pipe::identity;
+use kube_event_pipe::list_page::{Envelope, Item, ListReader, PageError};
 use kube_event_pipe::replay::{SplitError, Splitter};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -104,9 +105,29 @@ fn one_line(line: &[u8]) {
 }
 
 fn list_body(body: &[u8]) {
+    let read = read_list(body);
     let Ok(page) = parse_list(body) else {
         return;
     };
+    // The one-pass reader the watcher uses agrees with the two-pass parse on every page that
+    // parse accepts (serde's derived structs also take an array; a list is an object), except
+    // that it skips an item whose strings are not UTF-8 instead of refusing the whole page.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let (envelope, items) = read.expect("the list reader refused a page serde_json accepts");
+        assert_eq!(envelope.kind, page.kind);
+        assert_eq!(envelope.resource_version, page.resource_version);
+        assert_eq!(envelope.continue_token, page.continue_token);
+        assert_eq!(envelope.remaining_item_count, page.remaining_item_count);
+        let got: Vec<&[u8]> = items.iter().map(|i| i.bytes).collect();
+        assert_eq!(got, page.items, "the list reader split the items differently");
+        for (item, raw) in items.iter().zip(&page.items) {
+            match (&item.view, identity::parse_event(raw)) {
+                (Ok(a), Ok(b)) => assert_eq!(*a, b),
+                (Err(_), Err(_)) => {}
+                (a, b) => panic!("list reader {a:?}, identity {b:?}"),
+            }
+        }
+    }
     assert!(page.continue_token.as_deref() != Some(""));
     for (index, item) in page.items.iter().enumerate() {
         assert!(
@@ -140,6 +161,22 @@ fn list_body(body: &[u8]) {
             }
         }
     }
+}
+
+/// Every item of a page through the one-pass reader. An item it hands out is borrowed from
+/// the body, and when it has an identity it is UTF-8 (that it is whole JSON is checked
+/// against the two-pass parse in `list_body`).
+fn read_list(body: &[u8]) -> Result<(Envelope<'_>, Vec<Item<'_>>), PageError> {
+    let mut reader = ListReader::new(body)?;
+    let mut items = Vec::new();
+    while let Some(item) = reader.next_item()? {
+        assert!(is_subslice(body, item.bytes), "list item is not borrowed from the body");
+        if item.view.is_ok() {
+            std::str::from_utf8(item.bytes).expect("an identified list item is not UTF-8");
+        }
+        items.push(item);
+    }
+    Ok((reader.into_envelope(), items))
 }
 
 fn count_keys(o: &serde_json::Map<String, Value>) -> usize {

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
 use crate::frame::{self, FrameType};
+use crate::list_page::ListReader;
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::progress::Progress;
 use crate::resume::ResumePoint;
@@ -140,30 +141,56 @@ impl Watcher<'_> {
                     return Ok(None);
                 }
             };
-            let parsed = match frame::parse_list(&body) {
-                Ok(p) => p,
+            let mut reader = match ListReader::new(&body) {
+                Ok(r) => r,
                 Err(e) => {
                     let cause = format!("unreadable list page: {e}");
                     self.retry_later(backoff, "listing events", &cause).await?;
                     return Ok(None);
                 }
             };
+            // kube-apiserver writes the list's metadata before its items: fetch the next page
+            // while this one is written.
+            let early_token = reader.envelope().continue_token.is_some();
+            if early_token {
+                token = reader
+                    .envelope()
+                    .continue_token
+                    .as_deref()
+                    .map(str::to_owned);
+                next = Some(PageFetch::start(&self.api, token.clone()));
+            }
+            loop {
+                match reader.next_item() {
+                    Ok(Some(item)) => {
+                        self.pipeline.offer_read_item(item);
+                        if self.pipeline.batch_full() {
+                            self.commit().await?;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The items before the break are queued, and written with the next
+                        // batch; the list starts over and the store skips them then.
+                        let cause = format!("unreadable list page: {e}");
+                        self.retry_later(backoff, "listing events", &cause).await?;
+                        return Ok(None);
+                    }
+                }
+            }
+            let envelope = reader.into_envelope();
             backoff.success("listing events");
             self.progress.beat();
             pages += 1;
-            token = parsed.continue_token.as_deref().map(str::to_owned);
-            if token.is_some() {
-                next = Some(PageFetch::start(&self.api, token.clone()));
-            }
-            for (index, item) in parsed.items.iter().enumerate() {
-                self.pipeline.offer_list_item(item, index);
-                if self.pipeline.batch_full() {
-                    self.commit().await?;
+            if !early_token {
+                token = envelope.continue_token.as_deref().map(str::to_owned);
+                if token.is_some() {
+                    next = Some(PageFetch::start(&self.api, token.clone()));
                 }
             }
             self.commit().await?;
             if list_rv.is_none() {
-                list_rv = parsed.resource_version.map(|v| v.into_owned());
+                list_rv = envelope.resource_version.map(|v| v.into_owned());
             }
             if token.is_none() {
                 break;
