@@ -73,7 +73,7 @@ fn one_line(line: &[u8]) {
         "object is not borrowed from the line"
     );
     // A RawValue is valid JSON by construction.
-    let value: Value = serde_json::from_slice(f.object).expect("frame object is not JSON");
+    let value = decode(f.object, "frame object");
     match &f.frame_type {
         FrameType::Unknown(t) => assert!(
             !matches!(
@@ -94,8 +94,10 @@ fn one_line(line: &[u8]) {
             "a one-line object must be copied byte for byte"
         );
     }
-    let back: Value = serde_json::from_slice(&out).expect("output line is not JSON");
-    assert_eq!(back, value, "output line differs from the object");
+    let back = decode(&out, "output line");
+    if value.is_some() {
+        assert_eq!(back, value, "output line differs from the object");
+    }
 
     // Everything the watcher does with an object must not panic, whatever it holds.
     let mut id = Vec::new();
@@ -134,17 +136,20 @@ fn list_body(body: &[u8]) {
             is_subslice(body, item),
             "list item is not borrowed from the body"
         );
-        let item_value: Value = serde_json::from_slice(item).expect("list item is not JSON");
+        let item_value = decode(item, "list item");
         let mut out = b"x".to_vec();
         match frame::write_list_item(item, index, &mut out) {
             Err(_) => {
-                assert!(!item_value.is_object(), "an object item was refused");
+                assert!(!item.starts_with(b"{"), "an object item was refused");
                 assert_eq!(out, b"x", "a refused item left bytes behind");
             }
             Ok(()) => {
                 let line = &out[1..];
                 assert!(!has_line_break(line), "list item line has a raw line break");
-                let back: Value = serde_json::from_slice(line).expect("list item line is not JSON");
+                let back = decode(line, "list item line");
+                let (Some(back), Some(item_value)) = (back, item_value) else {
+                    continue;
+                };
                 let (Some(back), Some(orig)) = (back.as_object(), item_value.as_object()) else {
                     panic!("list item line is not an object");
                 };
@@ -177,6 +182,21 @@ fn read_list(body: &[u8]) -> Result<(Envelope<'_>, Vec<Item<'_>>), PageError> {
         items.push(item);
     }
     Ok((reader.into_envelope(), items))
+}
+
+/// The bytes as a `Value`, or `None` when they are JSON that serde_json will not build a
+/// `Value` from: a lone surrogate escape (`"\ud800"`, valid JSON grammar but not Unicode,
+/// which the daemon copies as it came) or nesting past serde_json's depth limit. Panics when
+/// the bytes are not JSON at all.
+fn decode(bytes: &[u8], what: &str) -> Option<Value> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) => Some(v),
+        Err(_) => {
+            serde_json::from_slice::<&serde_json::value::RawValue>(bytes)
+                .unwrap_or_else(|e| panic!("{what} is not JSON: {e}"));
+            None
+        }
+    }
 }
 
 fn count_keys(o: &serde_json::Map<String, Value>) -> usize {
@@ -264,7 +284,7 @@ fn splitter(stream: &[u8], chunks: &[usize], max_len: usize) {
             if let Ok(f) = parse_watch_frame(o) {
                 frame::write_watch_object(f.object, &mut line);
                 assert!(!has_line_break(&line), "replayed line has a raw line break");
-                serde_json::from_slice::<Value>(&line).expect("replayed line is not JSON");
+                decode(&line, "replayed line");
             }
             objects.push(o);
         }
