@@ -14,6 +14,7 @@ use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
 use crate::{signals, systemd};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
+    crate::allocator::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

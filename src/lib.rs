@@ -2,6 +2,7 @@
 //! rest as JSON lines. The binary is a thin shell around this library so that tests and
 //! benchmarks drive the same code.
 
+pub mod allocator;
 pub mod app;
 pub mod config;
 pub mod dedup;
