@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::event_scan;
+
 /// The fields of an event that identity and logging need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventView<'a> {
@@ -94,8 +96,20 @@ impl fmt::Display for EventView<'_> {
     }
 }
 
-/// Reads the identity fields of an event object.
+/// Reads the identity fields of an event object: the fast scan when it answers, else serde.
 pub fn parse_event(object: &[u8]) -> Result<EventView<'_>, IdentityError> {
+    if let Some((view, end)) = event_scan::scan_event(object)
+        && object[end..]
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        return Ok(view);
+    }
+    parse_event_serde(object)
+}
+
+/// [`parse_event`] without the fast scan: the reference the scan is tested against.
+pub fn parse_event_serde(object: &[u8]) -> Result<EventView<'_>, IdentityError> {
     let top: Top<'_> = match serde_json::from_slice(object) {
         Ok(t) => t,
         Err(e) => return Err(IdentityError::NotJson(e)),
@@ -115,6 +129,9 @@ pub struct PrefixError {
 /// followed by anything, e.g. the rest of a list page: one pass reads the identity fields and
 /// finds where the value ends. Returns the view and that end offset.
 pub fn parse_event_prefix(bytes: &[u8]) -> Result<(EventView<'_>, usize), PrefixError> {
+    if let Some(found) = event_scan::scan_event(bytes) {
+        return Ok(found);
+    }
     let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<Top<'_>>();
     let top = match values.next() {
         Some(Ok(top)) => top,

@@ -6,6 +6,7 @@ pub mod allocator;
 pub mod app;
 pub mod config;
 pub mod dedup;
+pub mod event_scan;
 pub mod exit;
 pub mod frame;
 pub mod identity;

@@ -8,16 +8,22 @@
 //! - the view agrees with a full `serde_json::Value` parse of the same bytes: it is found exactly
 //!   when metadata is an object with a string name and a string/null/absent namespace, and each
 //!   field is the value the full parse sees (last key wins in both);
+//! - the fast scan (`event_scan::scan_event`), whenever it answers, gives exactly the serde
+//!   parse's view, and the end it reports is where serde_json's stream reader stops;
 //! - the same event re-serialized by serde_json (other whitespace, other escapes) has the same
 //!   identity, as long as its count texts are unchanged.
 #![no_main]
 
-use kube_event_pipe::identity::{EventView, identity_into, parse_event};
+use kube_event_pipe::event_scan::scan_event;
+use kube_event_pipe::identity::{
+    EventView, identity_into, parse_event, parse_event_prefix, parse_event_serde,
+};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 fuzz_target!(|data: &[u8]| {
+    fast_scan_agrees_with_serde(data);
     let mut buf = Vec::new();
     let got = identity_into(data, &mut buf);
     let view = parse_event(data);
@@ -146,4 +152,25 @@ fn check_reserialized(view: &EventView<'_>, id: &[u8], v: &Value) {
     if view2.count == view.count && view2.series_count == view.series_count {
         assert_eq!(id2, id, "same fields, different identity");
     }
+}
+
+/// The fast scan answers only what the serde parse would answer, both for a whole object and
+/// for one followed by more bytes (as in a list page).
+fn fast_scan_agrees_with_serde(data: &[u8]) {
+    let Some((view, end)) = scan_event(data) else {
+        return;
+    };
+    assert!(end <= data.len());
+    let object = &data[..end];
+    match parse_event_serde(object) {
+        Ok(reference) => assert_eq!(view, reference, "the fast scan disagrees with serde"),
+        Err(e) => panic!("the fast scan answered where serde refuses ({e})"),
+    }
+    // serde_json's stream reader ends the value where the scan does.
+    let mut values = serde_json::Deserializer::from_slice(data).into_iter::<&RawValue>();
+    if let Some(Ok(_)) = values.next() {
+        assert_eq!(values.byte_offset(), end, "the fast scan ends the value elsewhere");
+    }
+    let (prefix_view, prefix_end) = parse_event_prefix(data).expect("prefix parse");
+    assert_eq!((prefix_view, prefix_end), (view, end));
 }
