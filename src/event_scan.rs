@@ -311,11 +311,15 @@ impl<'a> Scanner<'a> {
                 b"namespace" => m.namespace = self.str_or_null()?,
                 // Only informational: anything but a string is none, as in the serde parse.
                 b"resourceVersion" => {
-                    m.resource_version = if self.peek()? == b'"' {
-                        Some(self.plain_str()?)
-                    } else {
-                        self.skip_value()?;
-                        None
+                    m.resource_version = match self.peek()? {
+                        b'"' => Some(self.plain_str()?),
+                        // The serde parse reads an object's keys here as strings (checking
+                        // their UTF-8): left to it.
+                        b'{' => return None,
+                        _ => {
+                            self.skip_value()?;
+                            None
+                        }
                     }
                 }
                 _ => self.skip_value()?,
@@ -340,9 +344,17 @@ impl<'a> Scanner<'a> {
 
     /// `series`: the raw text of its `count` when it is an object; none for anything else.
     fn series(&mut self) -> Option<Option<&'a str>> {
-        if self.peek()? != b'{' {
-            self.skip_value()?;
-            return Some(None);
+        match self.peek()? {
+            b'{' => {}
+            // The serde parse decodes a string here, so its escapes and UTF-8 must be good.
+            b'"' => {
+                let (raw, escaped) = self.string()?;
+                return (!escaped && std::str::from_utf8(raw).is_ok()).then_some(None);
+            }
+            _ => {
+                self.skip_value()?;
+                return Some(None);
+            }
         }
         self.i += 1;
         let mut count = None;
@@ -444,6 +456,7 @@ mod tests {
             r#"{"metadata":{"name":"a"},"series":{"count":5,"lastObservedTime":"t"}}"#.into(),
             r#"{"metadata":{"name":"a"},"series":{"count":5},"series":"odd"}"#.into(),
             r#"{"metadata":{"name":"a"},"series":[1,2],"count":"3"}"#.into(),
+            "{\"metadata\":{\"name\":\"a\"},\"series\":\"caf\u{e9}\"}".into(),
             r#"{"metadata":{"name":"a"},"count":-1.5e+10}"#.into(),
             format!(r#"{{"metadata":{{"name":"a"}},"count":{deep}}}"#),
             r#"{"metadata":{"name":"a"},"message":"caf\u00e9 \ud800 \"q\" \\ \/ \b\f\n\r\t","x":[true,false,null,{},[],0,-0,1e5]}"#.into(),
@@ -472,6 +485,8 @@ mod tests {
             r#"{"metadata":{"name":"\u0061"}}"#.into(),
             r#"{"metad\u0061ta":{"name":"a"}}"#.into(),
             "{\"metadata\":{\"name\":\"caf\u{e9}\"}}".into(),
+            // A string the serde parse decodes in place of `series`: bad UTF-8, an escape.
+            r#"{"metadata":{"name":"a"},"series":"\u0041"}"#.into(),
             // Too deep for the scan.
             format!(r#"{{"metadata":{{"name":"a"}},"x":{deep}}}"#),
             // Broken JSON.
@@ -504,6 +519,13 @@ mod tests {
         ] {
             declines(obj.as_bytes());
         }
+        // Found by fuzzing: serde checks the UTF-8 of a string given as `series`.
+        declines(b"{\"metadata\":{\"name\":\"a\"},\"series\":\"x\xfe\xff\"}");
+        // And the keys of an object given as resourceVersion.
+        declines(b"{\"metadata\":{\"name\":\"a\",\"resourceVersion\":{\"\xfe\":1}}}");
+        // Elsewhere in skipped strings, UTF-8 is the caller's check, as with serde.
+        let skipped = b"{\"metadata\":{\"name\":\"a\"},\"message\":\"x\xfe\xff\"}";
+        assert!(scan_event(skipped).is_some() && parse_event_serde(skipped).is_ok());
     }
 
     #[test]
