@@ -24,22 +24,12 @@ const MAX_DEPTH: u32 = 64;
 pub fn scan_event(bytes: &[u8]) -> Option<(EventView<'_>, usize)> {
     let mut s = Scanner { b: bytes, i: 0 };
     s.ws();
-    s.eat(b'{')?;
     let mut metadata: Option<Meta<'_>> = None;
     let mut count = None;
     let mut deprecated_count = None;
     let mut series_count = None;
-    s.ws();
-    if s.peek()? == b'}' {
-        return None; // no metadata: an identity error, reported by the serde parse
-    }
-    loop {
-        s.ws();
-        let key = s.plain_key()?;
-        s.ws();
-        s.eat(b':')?;
-        s.ws();
-        // A repeated key: the last one wins, as in the serde parse.
+    // A repeated key: the last one wins, as in the serde parse.
+    s.object(|s, key| {
         match key {
             b"metadata" => metadata = s.metadata()?,
             b"count" => count = s.raw_value()?,
@@ -47,13 +37,9 @@ pub fn scan_event(bytes: &[u8]) -> Option<(EventView<'_>, usize)> {
             b"series" => series_count = s.series()?,
             _ => s.skip_value()?,
         }
-        s.ws();
-        match s.next()? {
-            b',' => {}
-            b'}' => break,
-            _ => return None,
-        }
-    }
+        Some(())
+    })?;
+    // No metadata or no name: an identity error, reported by the serde parse.
     let meta = metadata?;
     let name = meta.name?;
     Some((
@@ -289,48 +275,33 @@ impl<'a> Scanner<'a> {
             self.literal(b"null")?;
             return Some(None);
         }
-        self.eat(b'{')?;
         let mut m = Meta {
             name: None,
             namespace: None,
             resource_version: None,
         };
-        self.ws();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(Some(m));
-        }
-        loop {
-            self.ws();
-            let key = self.plain_key()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
+        self.object(|s, key| {
             match key {
-                b"name" => m.name = self.str_or_null()?,
-                b"namespace" => m.namespace = self.str_or_null()?,
+                b"name" => m.name = s.str_or_null()?,
+                b"namespace" => m.namespace = s.str_or_null()?,
                 // Only informational: anything but a string is none, as in the serde parse.
                 b"resourceVersion" => {
-                    m.resource_version = match self.peek()? {
-                        b'"' => Some(self.plain_str()?),
+                    m.resource_version = match s.peek()? {
+                        b'"' => Some(s.plain_str()?),
                         // The serde parse reads an object's keys here as strings (checking
                         // their UTF-8): left to it.
                         b'{' => return None,
                         _ => {
-                            self.skip_value()?;
+                            s.skip_value()?;
                             None
                         }
                     }
                 }
-                _ => self.skip_value()?,
+                _ => s.skip_value()?,
             }
-            self.ws();
-            match self.next()? {
-                b',' => {}
-                b'}' => return Some(Some(m)),
-                _ => return None,
-            }
-        }
+            Some(())
+        })?;
+        Some(Some(m))
     }
 
     /// A string or `null`; anything else is an identity error (left to the serde parse).
@@ -356,12 +327,29 @@ impl<'a> Scanner<'a> {
                 return Some(None);
             }
         }
-        self.i += 1;
         let mut count = None;
+        self.object(|s, key| {
+            if key == b"count" {
+                count = s.raw_value()?;
+            } else {
+                s.skip_value()?;
+            }
+            Some(())
+        })?;
+        Some(count)
+    }
+
+    /// An object whose keys are read (ASCII without escapes, else `None`): `on_member` is
+    /// called with each key, at its value, and must consume the value.
+    fn object(
+        &mut self,
+        mut on_member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
+    ) -> Option<()> {
+        self.eat(b'{')?;
         self.ws();
         if self.peek()? == b'}' {
             self.i += 1;
-            return Some(None);
+            return Some(());
         }
         loop {
             self.ws();
@@ -369,15 +357,11 @@ impl<'a> Scanner<'a> {
             self.ws();
             self.eat(b':')?;
             self.ws();
-            if key == b"count" {
-                count = self.raw_value()?;
-            } else {
-                self.skip_value()?;
-            }
+            on_member(self, key)?;
             self.ws();
             match self.next()? {
                 b',' => {}
-                b'}' => return Some(count),
+                b'}' => return Some(()),
                 _ => return None,
             }
         }
