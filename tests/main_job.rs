@@ -30,6 +30,18 @@ fn server() -> FakeApiServer {
     FakeApiServer::start(Options::default())
 }
 
+/// A fake API server holding `n` events `<prefix>-<i>` in namespace `ns`, and a layout whose
+/// kubeconfig points at it.
+fn server_with_events(ns: &str, prefix: &str, n: usize) -> (FakeApiServer, Layout) {
+    let api = server();
+    for i in 0..n {
+        api.create(ns, &format!("{prefix}-{i:05}"), &event("Pulled", 1));
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    (api, layout)
+}
+
 /// A fake API server with no events and a daemon already watching it.
 fn watching(extra: &[&str]) -> (FakeApiServer, Layout, Daemon) {
     let api = server();
@@ -47,12 +59,7 @@ fn no_duplicates(lines: &[String]) {
 
 #[test]
 fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_repeats_them() {
-    let api = server();
-    for i in 0..1203 {
-        api.create("ns", &format!("ev-{i:05}"), &event("Pulled", 1));
-    }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = server_with_events("ns", "ev", 1203);
 
     let d = start(&layout, &[]);
     let first = wait_for_lines(&layout.out(), 1203, T, &d);
@@ -144,12 +151,7 @@ fn output_is_byte_for_byte_what_the_server_sent() {
 
 #[test]
 fn restart_after_downtime_writes_only_new_events_without_listing() {
-    let api = server();
-    for i in 0..5 {
-        api.create("a", &format!("before-{i}"), &event("Pulled", 1));
-    }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = server_with_events("a", "before", 5);
     let d = start(&layout, &[]);
     wait_for_lines(&layout.out(), 5, T, &d);
     assert!(api.wait_for_watches(1, T));
@@ -161,7 +163,7 @@ fn restart_after_downtime_writes_only_new_events_without_listing() {
     for i in 0..7 {
         api.create("a", &format!("down-{i}"), &event("Pulled", 1));
     }
-    api.set_count("a", "before-0", 2);
+    api.set_count("a", "before-00000", 2);
     api.clear_requests();
     let d = start(&layout, &[]);
     let out = wait_for_lines(&layout.out(), 14, T, &d);
@@ -175,12 +177,7 @@ fn restart_after_downtime_writes_only_new_events_without_listing() {
 
 #[test]
 fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
-    let api = server();
-    for i in 0..600 {
-        api.create("a", &format!("e-{i:04}"), &event("Pulled", 1));
-    }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = server_with_events("a", "e", 600);
     let d = start(&layout, &[]);
     wait_for_lines(&layout.out(), 600, T, &d);
     let (status, log) = d.stop();
@@ -298,12 +295,7 @@ fn sigkill_after_a_write_repeats_nothing() {
 
 #[test]
 fn lines_already_in_the_destination_are_not_written_again_when_their_marks_were_lost() {
-    let api = server();
-    for i in 0..700 {
-        api.create("ns", &format!("ev-{i:05}"), &event("Pulled", 1));
-    }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = server_with_events("ns", "ev", 700);
     let d = start(&layout, &[]);
     wait_for_lines(&layout.out(), 700, T, &d);
     d.stop();
