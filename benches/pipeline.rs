@@ -408,12 +408,11 @@ fn continue_token(page: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&head[at..end]).into_owned())
 }
 
-/// Fetches every page as the daemon does (limit 500, following continue tokens); keeps them
-/// only if asked (keeping 100 MB costs page faults that a plain client does not pay).
-fn fetch_all_pages(api: &str, keep: bool) -> (Duration, Vec<Vec<u8>>) {
+/// Fetches every page as the daemon does (limit 500, following continue tokens), handing each
+/// body to `read`, which returns the next page's token; returns the time taken.
+fn walk_pages(api: &str, mut read: impl FnMut(Vec<u8>) -> Option<String>) -> Duration {
     let start = Instant::now();
     let mut c = HttpClient::connect(api);
-    let mut pages = Vec::new();
     let mut token: Option<String> = None;
     loop {
         let path = match &token {
@@ -422,19 +421,29 @@ fn fetch_all_pages(api: &str, keep: bool) -> (Duration, Vec<Vec<u8>>) {
         };
         let (status, body) = c.request("GET", &path);
         assert_eq!(status, 200, "list page");
-        token = continue_token(&body);
+        token = read(body);
+        if token.is_none() {
+            return start.elapsed();
+        }
+    }
+}
+
+/// A client that only fetches: the token is found by a substring search. Keeps the pages only
+/// if asked (keeping 100 MB costs page faults that a plain client does not pay).
+fn fetch_all_pages(api: &str, keep: bool) -> (Duration, Vec<Vec<u8>>) {
+    let mut pages = Vec::new();
+    let took = walk_pages(api, |body| {
+        let token = continue_token(&body);
         if keep {
             pages.push(body);
         }
-        if token.is_none() {
-            break;
-        }
-    }
-    (start.elapsed(), pages)
+        token
+    });
+    (took, pages)
 }
 
-/// The same, but as a client that reads the pages properly: each page parsed with serde_json
-/// (items as raw values) to find its continue token.
+/// A client that reads the pages properly: each page parsed with serde_json (items as raw
+/// values) to find its continue token.
 fn fetch_and_parse_all_pages(api: &str) -> (Duration, usize) {
     #[derive(Deserialize)]
     struct Meta<'a> {
@@ -448,30 +457,17 @@ fn fetch_and_parse_all_pages(api: &str) -> (Duration, usize) {
         #[serde(borrow)]
         items: Vec<&'a RawValue>,
     }
-    let start = Instant::now();
-    let mut c = HttpClient::connect(api);
     let mut pages = 0;
-    let mut token: Option<String> = None;
-    loop {
-        let path = match &token {
-            None => "/api/v1/events?limit=500".to_string(),
-            Some(t) => format!("/api/v1/events?limit=500&continue={t}"),
-        };
-        let (status, body) = c.request("GET", &path);
-        assert_eq!(status, 200, "list page");
+    let took = walk_pages(api, |body| {
         let page: Page<'_> = serde_json::from_slice(&body).expect("page");
         std::hint::black_box(&page.items);
-        token = page
-            .metadata
+        pages += 1;
+        page.metadata
             .continue_token
             .filter(|t| !t.is_empty())
-            .map(str::to_string);
-        pages += 1;
-        if token.is_none() {
-            break;
-        }
-    }
-    (start.elapsed(), pages)
+            .map(str::to_string)
+    });
+    (took, pages)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -558,19 +558,23 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
     let kc = p(layout.kubeconfig());
     std::fs::write(&kc, "").unwrap();
 
-    // State directory exists but nobody may write to it.
-    let (code, log) = run_as_nobody(
-        &layout,
-        &[
+    // Runs as nobody with this state directory and destination; it must exit 2. The log.
+    let exits_2 = |state: PathBuf, dest: PathBuf| {
+        let args = [
             "--kubeconfig",
             &kc,
             "--persistence-path",
-            &p(root_only.clone()),
+            &p(state),
             "--destination",
-            &p(open.join("events.log")),
-        ],
-    );
-    assert_eq!(code, Some(2), "{log}");
+            &p(dest),
+        ];
+        let (code, log) = run_as_nobody(&layout, &args);
+        assert_eq!(code, Some(2), "{log}");
+        log
+    };
+
+    // State directory exists but nobody may write to it.
+    let log = exits_2(root_only.clone(), open.join("events.log"));
     assert!(
         log.contains(&format!(
             "persistence_path = \"{}\" (command-line flag --persistence-path) is invalid",
@@ -584,18 +588,7 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
     );
 
     // State directory cannot be created.
-    let (code, log) = run_as_nobody(
-        &layout,
-        &[
-            "--kubeconfig",
-            &kc,
-            "--persistence-path",
-            &p(root_only.join("state")),
-            "--destination",
-            &p(open.join("events.log")),
-        ],
-    );
-    assert_eq!(code, Some(2), "{log}");
+    let log = exits_2(root_only.join("state"), open.join("events.log"));
     assert!(
         log.contains(&format!(
             "it does not exist and cannot be created: {} is not writable",
@@ -606,18 +599,7 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
 
     // Destination in a directory nobody may write to.
     let dest = root_only.join("events.log");
-    let (code, log) = run_as_nobody(
-        &layout,
-        &[
-            "--kubeconfig",
-            &kc,
-            "--persistence-path",
-            &p(open.join("state")),
-            "--destination",
-            &p(dest.clone()),
-        ],
-    );
-    assert_eq!(code, Some(2), "{log}");
+    let log = exits_2(open.join("state"), dest.clone());
     assert!(
         log.contains(&format!(
             "cannot open destination {}: Permission denied",
