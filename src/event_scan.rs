@@ -4,7 +4,7 @@
 //! serde_json reading identity's visitors was over a third of the initial sync's CPU, mostly
 //! per-key work (decoding and UTF-8 checking every key, dispatching each value). This scanner
 //! checks the JSON grammar as strictly as serde_json does (string escapes, control characters,
-//! number syntax, literals, nesting) while skipping string contents 16 bytes at a time.
+//! number syntax, literals, nesting) while skipping string contents 16 bytes at a time (eight on targets other than x86_64).
 //!
 //! It only answers for the usual shape. Anything else, such as an escape or a non-ASCII byte in
 //! a key or identity string it must read, nesting deeper than 64, or an event that would be an
@@ -95,17 +95,7 @@ impl<'a> Scanner<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
-            // Eight bytes at a time up to the first quote, backslash or control character.
-            // (memchr's vector search after the first 16 bytes measured slower: most strings
-            // in an event are short.)
-            while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
-                let special = special_bytes(u64::from_le_bytes(word));
-                if special != 0 {
-                    i += (special.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
+            i = skip_plain(b, i);
             match *b.get(i)? {
                 b'"' => {
                     self.i = i + 1;
@@ -370,6 +360,45 @@ impl<'a> Scanner<'a> {
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The index of the first quote, backslash or control character at or after `i`, or of the
+/// first byte of a tail shorter than eight bytes (which the caller reads one by one).
+#[inline]
+fn skip_plain(b: &[u8], mut i: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8,
+            _mm_or_si128, _mm_set1_epi8,
+        };
+        // Sixteen bytes at a time: most keys and short values end within the first block.
+        while let Some(block) = b.get(i..i + 16) {
+            // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads the
+            // sixteen bytes of `block`, which are in bounds.
+            let mask = unsafe {
+                let x = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
+                let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+                let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+                // x <= 0x1f, unsigned: the larger of x and 0x1f is 0x1f.
+                let bound = _mm_set1_epi8(0x1f);
+                let control = _mm_cmpeq_epi8(_mm_max_epu8(x, bound), bound);
+                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+            };
+            if mask != 0 {
+                return i + mask.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+    }
+    while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
+        let special = special_bytes(u64::from_le_bytes(word));
+        if special != 0 {
+            return i + (special.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    i
+}
 
 /// The high bit of each byte of `word` (little-endian) that is a quote, a backslash or a
 /// control character. Bytes above the lowest flagged one may be flagged wrongly (a borrow runs
