@@ -13,7 +13,8 @@
 //!    sent as fast as the socket takes them; next to it the same frames parsed by serde_json
 //!    alone in this process;
 //! 2. initial sync: a paged list of `--sync-events` events; next to it a plain HTTP client
-//!    fetching the same pages;
+//!    fetching the same pages (fetch only; fetch and parse; fetch and write to a file);
+//!    2b: the same against a fake that encodes each item per request (`--encode-lists`);
 //! 3. restart: stop, add `--restart-events`, start with the same state;
 //! 4. idle: CPU over `--idle-secs` with a bookmark every 10 s;
 //! 5. store: the figures of `cargo bench --bench store` (`--store-output`, written by run.sh).
@@ -669,29 +670,19 @@ struct IdleResult {
     mem: Mem,
 }
 
-fn sync_restart_idle(
+/// The initial sync of every event `fake` holds, by a daemon with fresh state, next to the
+/// plain clients; returns the daemon still running (watching), its state directory and output.
+fn measure_sync(
     daemon_bin: &Path,
-    fake_bin: &Path,
+    fake: &Fake,
+    kubeconfig: &Path,
     dir: &Path,
-    a: &Args,
-) -> (SyncResult, RestartResult, IdleResult) {
-    eprintln!("sync: starting the fake with {} events ...", a.sync_events);
-    let kubeconfig = dir.join("sync.kubeconfig");
-    let fake = Fake::start(
-        fake_bin,
-        &[
-            "--port",
-            "0",
-            "--events",
-            &a.sync_events.to_string(),
-            "--bookmark-interval-ms",
-            "10000",
-        ],
-        &kubeconfig,
-    );
+    events: usize,
+    tag: &str,
+) -> (SyncResult, Daemon, PathBuf, PathBuf, PathBuf) {
     // Warm-up fetch (builds the fake's list snapshot); it also gives the expected output.
     let (_, pages) = fetch_all_pages(&fake.api, true);
-    let mut expected: Vec<Vec<u8>> = Vec::with_capacity(a.sync_events);
+    let mut expected: Vec<Vec<u8>> = Vec::with_capacity(events);
     #[derive(Deserialize)]
     struct Page<'a> {
         #[serde(borrow)]
@@ -708,15 +699,17 @@ fn sync_restart_idle(
     let expected_bytes: u64 = expected.iter().map(|l| l.len() as u64).sum();
     let items = expected.len();
     assert_eq!(
-        items, a.sync_events,
+        items, events,
         "the fake listed a different number of events"
     );
     let mut plain = f64::MAX;
     let mut plain_parse = f64::MAX;
     let mut plain_write = f64::MAX;
     for _ in 0..3 {
-        plain_write = plain_write
-            .min(fetch_and_write_all_pages(&fake.api, &dir.join("floor.out")).as_secs_f64());
+        plain_write = plain_write.min(
+            fetch_and_write_all_pages(&fake.api, &dir.join(format!("{tag}-floor.out")))
+                .as_secs_f64(),
+        );
         let (t, _) = fetch_all_pages(&fake.api, false);
         plain = plain.min(t.as_secs_f64());
         let (t, p) = fetch_and_parse_all_pages(&fake.api);
@@ -725,9 +718,9 @@ fn sync_restart_idle(
     }
     drop(pages);
 
-    let state = dir.join("sync-state");
-    let out = dir.join("sync-events.log");
-    let log = dir.join("sync-daemon.log");
+    let state = dir.join(format!("{tag}-state"));
+    let out = dir.join(format!("{tag}-events.log"));
+    let log = dir.join(format!("{tag}-daemon.log"));
     fake.admin("DELETE", "/fake/requests");
     let watching = || {
         let r: serde_json::Value =
@@ -739,7 +732,7 @@ fn sync_restart_idle(
     };
     let fake_cpu0 = cpu_secs(fake.child.id());
     let t0 = unix_now_ns();
-    let d = Daemon::start(daemon_bin, &kubeconfig, &state, &out, &log);
+    let d = Daemon::start(daemon_bin, kubeconfig, &state, &out, &log);
     let (done, peak_anon) = wait_output(
         &out,
         expected_bytes,
@@ -768,6 +761,64 @@ fn sync_restart_idle(
         plain_parse_secs: plain_parse,
         plain_write_secs: plain_write,
     };
+
+    (sync, d, state, out, log)
+}
+
+/// The initial sync again, against a fake that encodes each listed item per request
+/// (`--encode-lists`), as kube-apiserver does, rather than copying stored JSON.
+fn encoded_sync(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> SyncResult {
+    eprintln!(
+        "sync: starting the encoding fake with {} events ...",
+        a.sync_events
+    );
+    let kubeconfig = dir.join("encoded.kubeconfig");
+    let fake = Fake::start(
+        fake_bin,
+        &[
+            "--port",
+            "0",
+            "--events",
+            &a.sync_events.to_string(),
+            "--encode-lists",
+        ],
+        &kubeconfig,
+    );
+    let (sync, d, _, out, _) = measure_sync(
+        daemon_bin,
+        &fake,
+        &kubeconfig,
+        dir,
+        a.sync_events,
+        "encoded",
+    );
+    d.stop();
+    let _ = std::fs::remove_file(&out);
+    sync
+}
+
+fn sync_restart_idle(
+    daemon_bin: &Path,
+    fake_bin: &Path,
+    dir: &Path,
+    a: &Args,
+) -> (SyncResult, RestartResult, IdleResult) {
+    eprintln!("sync: starting the fake with {} events ...", a.sync_events);
+    let kubeconfig = dir.join("sync.kubeconfig");
+    let fake = Fake::start(
+        fake_bin,
+        &[
+            "--port",
+            "0",
+            "--events",
+            &a.sync_events.to_string(),
+            "--bookmark-interval-ms",
+            "10000",
+        ],
+        &kubeconfig,
+    );
+    let (sync, d, state, out, log) =
+        measure_sync(daemon_bin, &fake, &kubeconfig, dir, a.sync_events, "sync");
 
     // Restart.
     eprintln!("restart: stopping, adding {} events ...", a.restart_events);
@@ -863,6 +914,31 @@ fn machine() -> String {
     )
 }
 
+/// One row of the table for an initial sync.
+fn sync_row(num: &str, label: &str, sy: &SyncResult) {
+    println!(
+        "| {num} | {label}, {} events in {} pages of 500 | {:.3} s from start; {:.2} CPU s (the fake server meanwhile: {:.2} CPU s); VmHWM {:.1} MiB (RssAnon {:.1} now, sampled peak {:.1}; RssFile {:.1}) | plain HTTP client, same pages (best of 3 each): {:.3} s fetch only; {:.3} s fetch + serde_json page parse; {:.3} s fetch + write each page to a file | {:.2}× fetch only; {:.2}× fetch + parse; {:.2}× fetch + write | {} lines ({} left out as bloom false positives), byte-exact and in order: {} |",
+        sy.events,
+        sy.pages,
+        sy.secs,
+        sy.cpu,
+        sy.fake_cpu,
+        mib(sy.mem.hwm_kib),
+        mib(sy.mem.rss_anon_kib),
+        mib(sy.peak_anon_kib),
+        mib(sy.mem.rss_file_kib),
+        sy.plain_secs,
+        sy.plain_parse_secs,
+        sy.plain_write_secs,
+        sy.secs / sy.plain_secs,
+        sy.secs / sy.plain_parse_secs,
+        sy.secs / sy.plain_write_secs,
+        sy.lines,
+        sy.false_positives,
+        sy.exact,
+    );
+}
+
 fn main() {
     let a = args();
     let (daemon_bin, fake_bin) = binaries();
@@ -873,6 +949,7 @@ fn main() {
     let s = stream(&daemon_bin, &fake_bin, &dir, a.frames);
     eprintln!("stream: {:.3}s", s.secs);
     let (sy, r, idle) = sync_restart_idle(&daemon_bin, &fake_bin, &dir, &a);
+    let esy = encoded_sync(&daemon_bin, &fake_bin, &dir, &a);
 
     let rate = s.frames as f64 / s.secs;
     let serde_rate = s.serde.frames as f64 / s.serde.parse.as_secs_f64();
@@ -901,26 +978,11 @@ fn main() {
         s.exact,
         s.fake_send_secs,
     );
-    println!(
-        "| 2 | initial sync, {} events in {} pages of 500 | {:.3} s from start; {:.2} CPU s (the fake server meanwhile: {:.2} CPU s); VmHWM {:.1} MiB (RssAnon {:.1} now, sampled peak {:.1}; RssFile {:.1}) | plain HTTP client, same pages (best of 3 each): {:.3} s fetch only; {:.3} s fetch + serde_json page parse; {:.3} s fetch + write each page to a file | {:.2}× fetch only; {:.2}× fetch + parse; {:.2}× fetch + write | {} lines ({} left out as bloom false positives), byte-exact and in order: {} |",
-        sy.events,
-        sy.pages,
-        sy.secs,
-        sy.cpu,
-        sy.fake_cpu,
-        mib(sy.mem.hwm_kib),
-        mib(sy.mem.rss_anon_kib),
-        mib(sy.peak_anon_kib),
-        mib(sy.mem.rss_file_kib),
-        sy.plain_secs,
-        sy.plain_parse_secs,
-        sy.plain_write_secs,
-        sy.secs / sy.plain_secs,
-        sy.secs / sy.plain_parse_secs,
-        sy.secs / sy.plain_write_secs,
-        sy.lines,
-        sy.false_positives,
-        sy.exact,
+    sync_row("2", "initial sync", &sy);
+    sync_row(
+        "2b",
+        "initial sync, the fake encoding each item per request (`--encode-lists`)",
+        &esy,
     );
     println!(
         "| 3 | restart, {} events added while stopped | {:.3} s from start to the last line; {:.2} CPU s | | | {} list requests (must be 0), {} watch requests, {} lines (must be {}) |",

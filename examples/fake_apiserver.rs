@@ -3,11 +3,14 @@
 //! ```text
 //! cargo run --example fake_apiserver -- [--port 0] [--events N] [--token T] [--tls]
 //!     [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV]
-//!     [--kubeconfig PATH] [--prepared-watch N]
+//!     [--kubeconfig PATH] [--prepared-watch N] [--encode-lists]
 //! ```
 //!
 //! stdout, line 1: the API URL (`http://127.0.0.1:PORT` or `https://...`);
 //! line 2: the admin URL (plain HTTP, no auth). Then it serves until killed.
+//!
+//! `--encode-lists` (benchmarks): list items are encoded per request from decoded objects, as
+//! kube-apiserver does, rather than copied from stored JSON.
 //!
 //! `--kubeconfig PATH` writes a kubeconfig for the server: with `--token` it carries the token,
 //! else with `--client-cert` the client certificate, else no credentials.
@@ -45,7 +48,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "{msg}\nusage: fake_apiserver [--port P] [--events N] [--token T] [--tls] \
          [--client-cert optional|required] [--bookmark-interval-ms MS] [--initial-rv RV] \
-         [--kubeconfig PATH] [--prepared-watch N]"
+         [--kubeconfig PATH] [--prepared-watch N] [--encode-lists]"
     );
     std::process::exit(2)
 }
@@ -84,6 +87,7 @@ fn main() {
             }
             "--initial-rv" => opts.initial_rv = num(val()),
             "--prepared-watch" => opts.prepared_watch = num(val()) as usize,
+            "--encode-lists" => opts.encode_lists = true,
             "--kubeconfig" => kubeconfig = Some(val()),
             "-h" | "--help" => usage("fake kube-apiserver"),
             other => usage(&format!("unknown argument {other}")),
