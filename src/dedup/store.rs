@@ -267,6 +267,7 @@ impl Store {
     /// pipeline looks an identity up before its line is written and records it only after.
     pub fn probe(&self, id: &[u8]) -> (bool, Probe) {
         let h = self.newest.hashes(id);
+        self.newest.prefetch(h);
         let seen =
             self.newest.contains_hashed(h) || self.older.iter().rev().any(|f| f.contains(id));
         let probe = Probe {
