@@ -95,7 +95,12 @@ impl<'a> Scanner<'a> {
         let mut i = start;
         let mut escaped = false;
         loop {
-            i = skip_plain(b, i);
+            let (at, quote) = skip_plain(b, i);
+            i = at;
+            if quote {
+                self.i = i + 1;
+                return Some((&b[start..i], escaped));
+            }
             match *b.get(i)? {
                 b'"' => {
                     self.i = i + 1;
@@ -362,9 +367,10 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The index of the first quote, backslash or control character at or after `i`, or of the
-/// first byte of a tail shorter than eight bytes (which the caller reads one by one).
+/// first byte of a tail shorter than eight bytes (which the caller reads one by one); and
+/// `true` if that byte is known to be a quote (`false` leaves it to the caller to look).
 #[inline]
-fn skip_plain(b: &[u8], mut i: usize) -> usize {
+fn skip_plain(b: &[u8], mut i: usize) -> (usize, bool) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{
@@ -375,17 +381,19 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
         while let Some(block) = b.get(i..i + 16) {
             // SAFETY: SSE2 is part of the x86_64 baseline, and the unaligned load reads the
             // sixteen bytes of `block`, which are in bounds.
-            let mask = unsafe {
+            let (mask, quotes) = unsafe {
                 let x = _mm_loadu_si128(block.as_ptr().cast::<__m128i>());
                 let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
                 let backslash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
                 // x <= 0x1f, unsigned: the larger of x and 0x1f is 0x1f.
                 let bound = _mm_set1_epi8(0x1f);
                 let control = _mm_cmpeq_epi8(_mm_max_epu8(x, bound), bound);
-                _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control))
+                let special = _mm_or_si128(_mm_or_si128(quote, backslash), control);
+                (_mm_movemask_epi8(special), _mm_movemask_epi8(quote))
             };
             if mask != 0 {
-                return i + mask.trailing_zeros() as usize;
+                let first = mask.trailing_zeros();
+                return (i + first as usize, quotes & (1 << first) != 0);
             }
             i += 16;
         }
@@ -393,11 +401,11 @@ fn skip_plain(b: &[u8], mut i: usize) -> usize {
     while let Some(word) = b.get(i..i + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
         let special = special_bytes(u64::from_le_bytes(word));
         if special != 0 {
-            return i + (special.trailing_zeros() / 8) as usize;
+            return (i + (special.trailing_zeros() / 8) as usize, false);
         }
         i += 8;
     }
-    i
+    (i, false)
 }
 
 /// The high bit of each byte of `word` (little-endian) that is a quote, a backslash or a
