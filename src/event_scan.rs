@@ -88,6 +88,7 @@ impl<'a> Scanner<'a> {
 
     /// A string at the current position (which must be its opening quote). Returns its raw
     /// contents and whether they hold an escape.
+    #[inline(always)]
     fn string(&mut self) -> Option<(&'a [u8], bool)> {
         self.eat(b'"')?;
         let b = self.b;
