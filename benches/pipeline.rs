@@ -765,25 +765,27 @@ fn measure_sync(
     (sync, d, state, out, log)
 }
 
+/// Starts a fake holding `events` events, with a kubeconfig `<name>.kubeconfig` in `dir`.
+fn start_fake(
+    fake_bin: &Path,
+    dir: &Path,
+    name: &str,
+    events: usize,
+    extra: &[&str],
+) -> (Fake, PathBuf) {
+    eprintln!("{name}: starting the fake with {events} events {extra:?} ...");
+    let kubeconfig = dir.join(format!("{name}.kubeconfig"));
+    let events = events.to_string();
+    let mut args = vec!["--port", "0", "--events", &events];
+    args.extend_from_slice(extra);
+    (Fake::start(fake_bin, &args, &kubeconfig), kubeconfig)
+}
+
 /// The initial sync again, against a fake that encodes each listed item per request
 /// (`--encode-lists`), as kube-apiserver does, rather than copying stored JSON.
 fn encoded_sync(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> SyncResult {
-    eprintln!(
-        "sync: starting the encoding fake with {} events ...",
-        a.sync_events
-    );
-    let kubeconfig = dir.join("encoded.kubeconfig");
-    let fake = Fake::start(
-        fake_bin,
-        &[
-            "--port",
-            "0",
-            "--events",
-            &a.sync_events.to_string(),
-            "--encode-lists",
-        ],
-        &kubeconfig,
-    );
+    let (fake, kubeconfig) =
+        start_fake(fake_bin, dir, "encoded", a.sync_events, &["--encode-lists"]);
     let (sync, d, _, out, _) = measure_sync(
         daemon_bin,
         &fake,
@@ -803,19 +805,12 @@ fn sync_restart_idle(
     dir: &Path,
     a: &Args,
 ) -> (SyncResult, RestartResult, IdleResult) {
-    eprintln!("sync: starting the fake with {} events ...", a.sync_events);
-    let kubeconfig = dir.join("sync.kubeconfig");
-    let fake = Fake::start(
+    let (fake, kubeconfig) = start_fake(
         fake_bin,
-        &[
-            "--port",
-            "0",
-            "--events",
-            &a.sync_events.to_string(),
-            "--bookmark-interval-ms",
-            "10000",
-        ],
-        &kubeconfig,
+        dir,
+        "sync",
+        a.sync_events,
+        &["--bookmark-interval-ms", "10000"],
     );
     let (sync, d, state, out, log) =
         measure_sync(daemon_bin, &fake, &kubeconfig, dir, a.sync_events, "sync");

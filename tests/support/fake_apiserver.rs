@@ -2050,8 +2050,8 @@ fn list_response(shared: &Shared, rec: &RecordedRequest, pretty_print: bool) -> 
         if i > 0 {
             out.push(',');
         }
-        match decoded {
-            Some(event) => encode_list_item(event, &mut out),
+        match decoded.as_ref().and_then(encode_list_item) {
+            Some(encoded) => out.push_str(&encoded),
             None => out.push_str(stored),
         }
     }
@@ -2061,17 +2061,12 @@ fn list_response(shared: &Shared, rec: &RecordedRequest, pretty_print: bool) -> 
 }
 
 /// A list item as kube-apiserver encodes it: the object without `apiVersion` and `kind`.
-fn encode_list_item(event: &k8s_openapi::api::core::v1::Event, out: &mut String) {
-    let json = serde_json::to_string(event).unwrap_or_default();
+/// `None` if it cannot be encoded that way; the caller then serves the stored JSON.
+fn encode_list_item(event: &k8s_openapi::api::core::v1::Event) -> Option<String> {
+    let json = serde_json::to_string(event).ok()?;
     // k8s-openapi writes `apiVersion` and `kind` first.
-    let head = r#"{"apiVersion":"v1","kind":"Event","#;
-    match json.strip_prefix(head) {
-        Some(rest) => {
-            out.push('{');
-            out.push_str(rest);
-        }
-        None => out.push_str(&json),
-    }
+    let rest = json.strip_prefix(r#"{"apiVersion":"v1","kind":"Event","#)?;
+    Some(format!("{{{rest}"))
 }
 
 fn watch_response(
