@@ -4,7 +4,8 @@
 //! serde_json reading identity's visitors was over a third of the initial sync's CPU, mostly
 //! per-key work (decoding and UTF-8 checking every key, dispatching each value). This scanner
 //! checks the JSON grammar as strictly as serde_json does (string escapes, control characters,
-//! number syntax, literals, nesting) while skipping string contents 16 bytes at a time (eight on targets other than x86_64).
+//! number syntax, literals, nesting) while skipping string contents 16 bytes at a time (eight
+//! on targets other than x86_64).
 //!
 //! It only answers for the usual shape. Anything else, such as an escape or a non-ASCII byte in
 //! a key or identity string it must read, nesting deeper than 64, or an event that would be an
@@ -443,6 +444,37 @@ mod tests {
             "answered for {}",
             String::from_utf8_lossy(obj)
         );
+    }
+
+    /// Where a string's closing quote, escape or control character falls relative to the
+    /// 16- and 8-byte blocks of the search must not matter, nor where the string ends in the
+    /// input (the last bytes are read one by one). Identity strings are read, the message is
+    /// skipped; both go through the same search.
+    #[test]
+    fn every_offset_of_a_string_end_escape_or_control_character_is_handled() {
+        for n in 0..40 {
+            let pad = "a".repeat(n);
+            agrees(format!(r#"{{"metadata":{{"name":"{pad}"}}}}"#).as_bytes());
+            agrees(format!(r#"{{"metadata":{{"name":"x"}},"message":"{pad}"}}"#).as_bytes());
+            agrees(format!(r#"{{"metadata":{{"name":"x"}},"message":"{pad}\n{pad}"}}"#).as_bytes());
+            agrees(format!(r#"{{"metadata":{{"name":"x"}},"message":"{pad}\u00e9"}}"#).as_bytes());
+            agrees(
+                format!("{{\"metadata\":{{\"name\":\"x\"}},\"message\":\"{pad}é{pad}\"}}")
+                    .as_bytes(),
+            );
+            declines(
+                format!("{{\"metadata\":{{\"name\":\"x\"}},\"message\":\"{pad}\u{1}\"}}")
+                    .as_bytes(),
+            );
+            declines(
+                format!("{{\"metadata\":{{\"name\":\"x\"}},\"message\":\"{pad}\n\"}}").as_bytes(),
+            );
+            declines(format!(r#"{{"metadata":{{"name":"x"}},"message":"{pad}\x"}}"#).as_bytes());
+            // Unterminated at the end of the input, at every length.
+            declines(format!(r#"{{"metadata":{{"name":"x"}},"message":"{pad}"#).as_bytes());
+            // An escape in an identity string goes to serde, which decodes it.
+            declines(format!(r#"{{"metadata":{{"name":"{pad}\"x"}}}}"#).as_bytes());
+        }
     }
 
     #[test]
