@@ -5,16 +5,16 @@ use std::time::SystemTime;
 
 use crate::config::Settings;
 use crate::dedup::{Store, StoreConfig};
-use crate::exit::Fatal;
 use crate::pipeline::Pipeline;
-use crate::progress::Progress;
-use crate::resume::ResumePoint;
+use crate::service::exit::Fatal;
+use crate::service::progress::Progress;
+use crate::service::{signals, systemd};
 use crate::sink::Sink;
+use crate::source::resume::ResumePoint;
 use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
-use crate::{signals, systemd};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
-    crate::allocator::tune();
+    crate::service::allocator::tune();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,7 +42,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return result.map_err(Fatal::config);
     }
 
-    crate::permissions::warn_about_readable_files(&settings);
+    crate::service::permissions::warn_about_readable_files(&settings);
     let client = connect::client(&settings).await.map_err(Fatal::config)?;
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
     let progress = Progress::default();

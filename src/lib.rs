@@ -1,24 +1,31 @@
 //! kube-event-pipe: watch every Kubernetes Event, drop the ones already written, append the
 //! rest as JSON lines. The binary is a thin shell around this library so that tests and
 //! benchmarks drive the same code.
+//!
+//! The stages, in the order an event passes them:
+//! - [`config`]: defaults < TOML file < `KUBE_EVENT_PIPE_*` environment < flags, checked;
+//! - [`source`]: where events come from (the API server's list + watch, or a replayed
+//!   kubectl recording), and the saved resume point;
+//! - [`wire`]: reading the API's bytes (frames, list pages, an event's identity) without
+//!   re-serializing them;
+//! - [`dedup`]: the rotated, mmapped bloom filters that remember what was written;
+//! - [`pipeline`]: source → dedup → sink, an event written before it is marked as seen;
+//! - [`sink`]: the destination file, FIFO or stdout, reopened on SIGHUP;
+//! - [`app`]: wires the stages together for one run of the daemon;
+//! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses.
 
-pub mod allocator;
-pub mod app;
 pub mod config;
-pub mod dedup;
-pub mod event_scan;
-pub mod exit;
-pub mod frame;
-pub mod identity;
-pub mod list_page;
-pub mod logging;
-pub mod permissions;
-pub mod pipeline;
-pub mod progress;
-pub mod replay;
-pub mod resume;
-pub mod signals;
-pub mod sink;
+
 pub mod source;
-pub mod systemd;
-pub mod text;
+
+pub mod wire;
+
+pub mod dedup;
+
+pub mod pipeline;
+
+pub mod sink;
+
+pub mod app;
+
+pub mod service;

@@ -1,9 +1,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use kube_event_pipe::app;
 use kube_event_pipe::config::{self, Cli};
-use kube_event_pipe::exit::Status;
-use kube_event_pipe::{app, logging};
+use kube_event_pipe::service::exit::Status;
+use kube_event_pipe::service::logging;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -11,11 +11,12 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::dedup::{Probe, Store, StoreStats};
-use crate::frame;
-use crate::identity::{self, EventView};
-use crate::list_page::Item;
 use crate::sink::Sink;
-use crate::text::is_ascii;
+use crate::wire::event_view::EventView;
+use crate::wire::frame;
+use crate::wire::identity;
+use crate::wire::list_page::Item;
+use crate::wire::text::is_ascii;
 
 /// A batch is written once it holds this much, so a long list page or a fast stream does not
 /// grow memory, and small enough that a crash repeats little.
@@ -144,7 +145,7 @@ impl Pipeline {
         })
     }
 
-    /// A list item as [`crate::list_page::ListReader`] hands it out, checked and identified
+    /// A list item as [`crate::wire::list_page::ListReader`] hands it out, checked and identified
     /// by its one JSON pass.
     pub fn offer_read_item(&mut self, item: Item<'_>) -> Offered {
         let view = match item.view {

@@ -14,10 +14,10 @@
 //!   identity, as long as its count texts are unchanged.
 #![no_main]
 
-use kube_event_pipe::event_scan::scan_event;
-use kube_event_pipe::identity::{
-    EventView, identity_into, parse_event, parse_event_prefix, parse_event_serde,
-};
+use kube_event_pipe::wire::event_scan::scan_event;
+use kube_event_pipe::wire::event_serde::parse_event_serde;
+use kube_event_pipe::wire::event_view::EventView;
+use kube_event_pipe::wire::identity::{identity_into, parse_event, parse_event_prefix};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use serde_json::value::RawValue;

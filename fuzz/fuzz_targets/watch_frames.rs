@@ -14,12 +14,12 @@
 //!    exactly those objects.
 #![no_main]
 
-use kube_event_pipe::frame::{
+use kube_event_pipe::wire::frame::{
     self, FrameType, object_resource_version, parse_list, parse_status, parse_watch_frame,
 };
-use kube_event_pipe::identity;
-use kube_event_pipe::list_page::{Envelope, Item, ListReader, PageError};
-use kube_event_pipe::replay::{SplitError, Splitter};
+use kube_event_pipe::wire::identity;
+use kube_event_pipe::wire::list_page::{Envelope, Item, ListReader, PageError};
+use kube_event_pipe::wire::kubectl_stream::{SplitError, Splitter};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 
-use crate::frame;
+use crate::wire::frame;
 
 /// Events per list page: large enough to list quickly, small enough that memory stays flat.
 pub const PAGE_LIMIT: u32 = 500;

@@ -1,7 +1,10 @@
-//! Where events come from: the API server (list + watch), or a replayed kubectl recording.
+//! Where events come from: the API server (`api` requests, `connect` from the kubeconfig,
+//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point), or a
+//! replayed kubectl recording (`replay`).
 
 pub mod api;
 pub mod backoff;
 pub mod connect;
 pub mod replay;
+pub mod resume;
 pub mod watcher;

@@ -6,9 +6,9 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
-use crate::frame::{self, FrameType};
 use crate::pipeline::Pipeline;
-use crate::replay::Splitter;
+use crate::wire::frame::{self, FrameType};
+use crate::wire::kubectl_stream::Splitter;
 
 const READ_CHUNK: usize = 64 * 1024;
 

@@ -10,11 +10,11 @@ use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
-use crate::frame::{self, FrameType};
-use crate::list_page::ListReader;
 use crate::pipeline::{Interrupted, Pipeline};
-use crate::progress::Progress;
-use crate::resume::ResumePoint;
+use crate::service::progress::Progress;
+use crate::source::resume::ResumePoint;
+use crate::wire::frame::{self, FrameType};
+use crate::wire::list_page::ListReader;
 
 /// How often the saved resourceVersion and the filters are pushed to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);

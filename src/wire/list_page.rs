@@ -1,6 +1,6 @@
 //! Reads a list page item by item, in one JSON pass.
 //!
-//! [`crate::frame::parse_list`] scans every item to capture its bytes, and identity then parses
+//! [`crate::wire::frame::parse_list`] scans every item to capture its bytes, and identity then parses
 //! it a second time; together they were 40% of the initial sync's CPU. Here identity's parse of
 //! an item is also what finds where the item ends, so each byte of an item is read once. The
 //! envelope around the items is read a value at a time with serde_json too: this is a full,
@@ -15,9 +15,10 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use crate::frame::RawListMeta;
-use crate::identity::{self, EventView, IdentityError, PrefixError};
-use crate::text::is_ascii;
+use crate::wire::event_view::{EventView, IdentityError, PrefixError};
+use crate::wire::frame::RawListMeta;
+use crate::wire::identity;
+use crate::wire::text::is_ascii;
 
 /// Why a page cannot be read on; `at` is the byte offset where reading stopped.
 #[derive(Debug, thiserror::Error)]
@@ -272,8 +273,8 @@ impl<'a> ListReader<'a> {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::frame::parse_list;
-    use crate::frame::tests::fixture;
+    use crate::wire::frame::parse_list;
+    use crate::wire::frame::tests::fixture;
 
     /// Every item and the envelope, or the error.
     fn read_all(body: &[u8]) -> Result<(Envelope<'_>, Vec<Item<'_>>), PageError> {

@@ -213,10 +213,10 @@ fn has_raw_line_break(bytes: &[u8]) -> bool {
 /// Appends a watch object as one output line (without the trailing `\n`).
 ///
 /// The bytes are copied as is, unless the object was pretty-printed: then insignificant
-/// whitespace is dropped so the line stays one line (see [`crate::replay::compact_json_into`]).
+/// whitespace is dropped so the line stays one line (see [`crate::wire::compact::compact_json_into`]).
 pub fn write_watch_object(object: &[u8], out: &mut Vec<u8>) {
     if has_raw_line_break(object) {
-        crate::replay::compact_json_into(object, out);
+        crate::wire::compact::compact_json_into(object, out);
     } else {
         out.extend_from_slice(object);
     }
@@ -253,7 +253,7 @@ pub fn write_list_item(item: &[u8], index: usize, out: &mut Vec<u8>) -> Result<(
     }
     out.push(b',');
     if has_raw_line_break(rest) {
-        crate::replay::compact_json_into(rest, out);
+        crate::wire::compact::compact_json_into(rest, out);
     } else {
         out.extend_from_slice(rest);
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 use tokio::sync::watch;
 
-use crate::progress::Progress;
+use crate::service::progress::Progress;
 
 /// STATUS= is refreshed at most this often, not per event.
 const STATUS_EVERY: Duration = Duration::from_secs(5);

@@ -1,45 +1,16 @@
-//! Replaying recorded `kubectl get events -A -w --output-watch-events -o json` output.
+//! Splitting recorded `kubectl get events -A -w --output-watch-events -o json` output into
+//! its top-level objects.
 //!
 //! kubectl writes a stream of JSON values, each compact on one line or pretty-printed over many,
 //! separated by any whitespace. [`Splitter`] cuts that stream into top-level objects as bytes
 //! arrive, in chunks of any size, by tracking only string/escape state and brace depth; each
-//! object is then a watch frame for [`crate::frame::parse_watch_frame`].
+//! object is then a watch frame for [`crate::wire::frame::parse_watch_frame`].
 //!
 //! Recovery: bytes between objects that are not whitespace, a raw line break inside a string
 //! (which only a cut-off object can produce) and an object longer than the size limit are each
 //! reported once, with their byte offset, and then everything is skipped up to the next line that
 //! starts with `{` in its first column. kubectl starts every top-level object there and indents
 //! everything nested, so that is where the next intact frame begins.
-
-/// Appends `src` with the whitespace outside strings removed.
-///
-/// Strings, key order and number text are copied byte for byte, so the result parses to the same
-/// value; only formatting goes. Used for pretty-printed objects, because an output line must be
-/// one line. `src` is expected to be valid JSON; on anything else it still only drops whitespace
-/// outside what it takes for strings, never panics.
-pub fn compact_json_into(src: &[u8], out: &mut Vec<u8>) {
-    out.reserve(src.len());
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut run_start = 0;
-    for (i, &b) in src.iter().enumerate() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            out.extend_from_slice(&src[run_start..i]);
-            run_start = i + 1;
-        } else if b == b'"' {
-            in_string = true;
-        }
-    }
-    out.extend_from_slice(&src[run_start..]);
-}
 
 /// A problem in the replayed byte stream; the splitter carries on after reporting it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +53,7 @@ enum State {
 /// Incremental splitter of a stream of concatenated JSON objects.
 ///
 /// ```
-/// # use kube_event_pipe::replay::Splitter;
+/// # use kube_event_pipe::wire::kubectl_stream::Splitter;
 /// let mut s = Splitter::new();
 /// s.feed(b"{\"a\":\n  1}  {\"b\"");
 /// assert_eq!(s.next_object(), Some(Ok(&b"{\"a\":\n  1}"[..])));
@@ -268,8 +239,9 @@ impl Splitter {
 mod tests {
     use super::*;
 
-    use crate::frame::tests::fixture;
-    use crate::frame::{self, FrameError, FrameType};
+    use crate::wire::compact::compact_json_into;
+    use crate::wire::frame::tests::fixture;
+    use crate::wire::frame::{self, FrameError, FrameType};
 
     /// One split-out kubectl frame as the daemon writes it (no trailing `\n`), as the replay
     /// source does through the pipeline.
@@ -320,19 +292,6 @@ mod tests {
             .filter(|l| !l.is_empty())
             .map(<[u8]>::to_vec)
             .collect()
-    }
-
-    #[test]
-    fn compact_keeps_strings_and_numbers() {
-        let mut out = Vec::new();
-        compact_json_into(
-            b"{\n  \"a b\" : \"x \\\" \\\\\" ,\n\t\"n\": -0 ,\"e\":1.0e3,\r\n \"u\":\"\\u00e9 \xc3\xa9\"\n}\n",
-            &mut out,
-        );
-        assert_eq!(
-            out,
-            b"{\"a b\":\"x \\\" \\\\\",\"n\":-0,\"e\":1.0e3,\"u\":\"\\u00e9 \xc3\xa9\"}"
-        );
     }
 
     #[test]
@@ -484,7 +443,7 @@ mod tests {
             let b: serde_json::Value = serde_json::from_slice(f.object).unwrap();
             assert_eq!(a, b);
             let mut id = Vec::new();
-            crate::identity::identity_into(&line, &mut id).unwrap();
+            crate::wire::identity::identity_into(&line, &mut id).unwrap();
             if seen.insert(id) {
                 written += 1;
             } else {

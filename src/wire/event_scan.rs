@@ -15,7 +15,7 @@
 
 use std::borrow::Cow;
 
-use crate::identity::EventView;
+use crate::wire::event_view::EventView;
 
 /// Nesting this deep goes to the serde parse (one bit per level records object or array).
 const MAX_DEPTH: u32 = 64;
@@ -426,8 +426,8 @@ fn special_bytes(word: u64) -> u64 {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::frame::tests::fixture;
-    use crate::identity::parse_event_serde;
+    use crate::wire::event_serde::parse_event_serde;
+    use crate::wire::frame::tests::fixture;
 
     /// The scan answers, and its answer is the serde parse's.
     fn agrees(obj: &[u8]) {
@@ -485,7 +485,7 @@ mod tests {
             "raw-list-events-v1.json",
         ] {
             let body = fixture(name);
-            let page = crate::frame::parse_list(&body).unwrap();
+            let page = crate::wire::frame::parse_list(&body).unwrap();
             assert!(!page.items.is_empty());
             for item in page.items {
                 agrees(item);
@@ -493,7 +493,7 @@ mod tests {
         }
         let watch = fixture("raw-watch.jsonl");
         for line in watch.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            agrees(crate::frame::parse_watch_frame(line).unwrap().object);
+            agrees(crate::wire::frame::parse_watch_frame(line).unwrap().object);
         }
     }
 
