@@ -48,16 +48,20 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     let progress = Progress::default();
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
-    Watcher {
-        api: EventsApi::new(client),
-        pipeline: &mut pipeline,
-        resume: ResumePoint::new(&settings.persistence_path.value),
-        shutdown,
-        idle_timeout: settings.watch_idle_timeout.value,
-        progress,
+    if settings.leader_election.value {
+        crate::leader::run(&settings, client, &mut pipeline, progress, shutdown).await;
+    } else {
+        Watcher {
+            api: EventsApi::new(client),
+            pipeline: &mut pipeline,
+            resume: ResumePoint::new(&settings.persistence_path.value),
+            shutdown,
+            idle_timeout: settings.watch_idle_timeout.value,
+            progress,
+        }
+        .run()
+        .await;
     }
-    .run()
-    .await;
     // The notifier sent STOPPING=1 as soon as the shutdown began; give it a moment to finish.
     if tokio::time::timeout(std::time::Duration::from_secs(1), notifier)
         .await

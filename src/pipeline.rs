@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::dedup::{Probe, Store, StoreStats};
+use crate::leader::hold::Hold;
 use crate::sink::Sink;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
@@ -39,6 +40,8 @@ pub enum Offered {
     Queued,
     Seen,
     Malformed,
+    /// Not written: a standby under leader election left it to the leader.
+    Followed,
 }
 
 /// Returned by `commit` when shutdown was asked for while the batch could not be written; the
@@ -60,6 +63,8 @@ pub struct Pipeline {
     queued: usize,
     id: Vec<u8>,
     counters: Counters,
+    /// With leader election: whether to write, and a standby's marks of the leader's events.
+    hold: Option<Hold>,
 }
 
 impl Pipeline {
@@ -74,6 +79,21 @@ impl Pipeline {
             queued: 0,
             id: Vec::with_capacity(256),
             counters: Counters::default(),
+            hold: None,
+        }
+    }
+
+    /// Leader election: events are written only while `hold` says this host leads (and may
+    /// write); otherwise they go to the hold, which marks those the leader has written.
+    pub fn follow(&mut self, hold: Hold) {
+        self.hold = Some(hold);
+    }
+
+    /// This host becomes the leader: see [`Hold::take_over`].
+    pub fn take_over(&mut self) -> usize {
+        match &mut self.hold {
+            Some(hold) => hold.take_over(&mut self.store),
+            None => 0,
         }
     }
 
@@ -224,6 +244,13 @@ impl Pipeline {
             tracing::trace!(event = %view, "already written");
             return Offered::Seen;
         }
+        if let Some(hold) = &mut self.hold
+            && !hold.writing()
+        {
+            let rv = view.resource_version.as_deref();
+            hold.offer(&self.id, probe, rv, &mut self.store);
+            return Offered::Followed;
+        }
         let mark = self.lines.len();
         if let Err(e) = write(object, &mut self.lines) {
             self.lines.truncate(mark);
@@ -260,17 +287,27 @@ impl Pipeline {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Interrupted> {
+        if let Some(hold) = &mut self.hold {
+            hold.drain(&mut self.store);
+        }
         if self.queued == 0 {
             return Ok(());
         }
+        if self.fenced() {
+            self.drop_queued();
+            return Ok(());
+        }
         let mut done = 0;
+        // The end of what may be written: all of it, unless the fence closes while the
+        // destination fails; then only the line a failed write cut short is finished.
+        let mut limit = self.lines.len();
         // Lines (and their bytes) already marked as seen: a failed attempt may have got some
         // lines out whole, and those are marked at once, so a crash while the destination keeps
         // failing (a full disk) repeats none of them.
         let mut marked = (0, 0);
         let mut failures = 0u32;
         let mut delay = RETRY_FIRST;
-        while let Err(e) = self.sink.write_lines(&self.lines, &mut done) {
+        while let Err(e) = self.sink.write_lines(&self.lines[..limit], &mut done) {
             self.mark_written(&mut marked, done);
             failures += 1;
             if failures == 1 {
@@ -286,9 +323,20 @@ impl Pipeline {
                 _ = shutdown.changed() => return Err(Interrupted),
             }
             delay = (delay * 2).min(RETRY_MAX);
+            if self.fenced() {
+                limit = memchr::memchr(b'\n', &self.lines[done..]).map_or(done, |i| done + i + 1);
+                if done == 0 || self.lines[done - 1] == b'\n' {
+                    limit = done;
+                }
+            }
         }
         if failures > 0 {
             tracing::info!(failures, "writing events again");
+        }
+        if limit < self.lines.len() {
+            self.mark_written(&mut marked, done);
+            self.drop_queued();
+            return Ok(());
         }
         // Every line is out: mark the ones a failed attempt did not, without looking for their
         // ends (a byte scan of the whole batch was 15% of the initial sync's CPU).
@@ -308,6 +356,24 @@ impl Pipeline {
         self.queued_keys.clear();
         self.lines.clear();
         Ok(())
+    }
+
+    /// Leader election: the Lease is not (or no longer) renewed recently enough to write.
+    fn fenced(&self) -> bool {
+        self.hold.as_ref().is_some_and(|h| !h.may_write())
+    }
+
+    /// Forgets the queued lines unwritten and unmarked: this host stopped leading, and the
+    /// next leader writes them (they are past the version this host recorded as written).
+    fn drop_queued(&mut self) {
+        tracing::debug!(
+            events = self.queued,
+            "not leading: the queued events are left to the leader"
+        );
+        self.queued = 0;
+        self.probes.clear();
+        self.queued_keys.clear();
+        self.lines.clear();
     }
 
     /// Marks the identities of the lines that end within `lines[..done]` and are not marked

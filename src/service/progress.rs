@@ -24,6 +24,8 @@ pub struct Snapshot {
     pub store: String,
     /// The failure being retried, if any.
     pub problem: Option<String>,
+    /// With leader election: "leading since …" or "standby; leader is … since …".
+    pub role: Option<String>,
     /// When the loop last showed it is alive: it received data, got an answer, or ticked while
     /// waiting on an open watch or a back-off. Waiting on an unanswered request does not count,
     /// so a stalled API server stops the watchdog keep-alive.
@@ -39,7 +41,12 @@ impl Snapshot {
             Phase::Listing => "listing",
             Phase::Watching => "watching",
         };
-        let mut line = format!(
+        let mut line = self
+            .role
+            .as_ref()
+            .map(|r| format!("{r}; "))
+            .unwrap_or_default();
+        line += &format!(
             "{phase}; {} written, {} skipped, resourceVersion {}",
             c.written,
             c.skipped,
@@ -76,6 +83,7 @@ impl Default for Progress {
                 counters: Counters::default(),
                 store: String::new(),
                 problem: None,
+                role: None,
                 heartbeat: Instant::now(),
             })),
         }
@@ -137,6 +145,10 @@ impl Progress {
             s.store = summary;
             s.counters = counters;
         });
+    }
+
+    pub fn set_role(&self, role: &str) {
+        self.update(|s| s.role = Some(role.to_string()));
     }
 
     pub fn failing(&self, cause: &str) {

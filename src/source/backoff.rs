@@ -64,7 +64,7 @@ impl Backoff {
     }
 }
 
-fn unit_random() -> f64 {
+pub fn unit_random() -> f64 {
     let bits = getrandom::u64().unwrap_or(0x9E37_79B9_7F4A_7C15);
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -92,6 +92,21 @@ pub(super) async fn handle_admin(shared: &Arc<Shared>, req: Request<Incoming>) -
             Some(b) => json_response(200, watch_object(&b), false),
             None => admin_err(404, "no such event"),
         },
+        (Method::GET, ["fake", "leases", ns, name]) => match h.as_server(|s| s.lease(ns, name)) {
+            Some(l) => json_response(200, l, false),
+            None => admin_err(404, "no such lease"),
+        },
+        (Method::POST, ["fake", "leases", ns, name]) => {
+            let holder = query.get("holder").map_or("other-program", String::as_str);
+            let secs: u32 = query
+                .get("duration")
+                .and_then(|d| d.parse().ok())
+                .unwrap_or(15);
+            rv_json(
+                Ok(h.as_server(|s| s.hold_lease(ns, name, holder, secs))),
+                500,
+            )
+        }
         (Method::POST, ["fake", "compact"]) => rv_json(Ok(h.as_server(|s| s.compact())), 500),
         (Method::POST, ["fake", "prepared", "start"]) => {
             h.as_server(|s| s.start_prepared());
@@ -169,7 +184,7 @@ fn admin_err(code: u16, msg: &str) -> Response<Body> {
 /// `{"fault":"drop_watches","half_frame":true}`, `{"fault":"stall"}`, `{"fault":"unstall"}`,
 /// `{"fault":"malformed"[,"line":"..."]}`, `{"fault":"expire_watches"}`,
 /// `{"fault":"fail","status":500|429|503,"count":N[,"retry_after":S][,"target":"any|list|watch"]}`,
-/// `{"fault":"clear"}`.
+/// `{"fault":"refuse_lease_updates","holder":"cp-1"}`, `{"fault":"clear"}`.
 fn admin_fault(h: &AdminHandle, body: &str) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let fault = v
@@ -191,6 +206,11 @@ fn admin_fault(h: &AdminHandle, body: &str) -> Result<(), String> {
                     .unwrap_or(MALFORMED_FRAME),
             ),
             "expire_watches" => s.expire_watches(),
+            "refuse_lease_updates" => s.refuse_lease_updates(
+                v.get("holder")
+                    .and_then(|h| h.as_str())
+                    .ok_or("refuse_lease_updates needs \"holder\"")?,
+            ),
             "clear" => s.clear_faults(),
             "fail" => {
                 let count = v.get("count").and_then(|c| c.as_u64()).unwrap_or(1) as usize;

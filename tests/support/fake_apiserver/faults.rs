@@ -80,9 +80,10 @@ impl FakeApiServer {
         });
     }
 
-    /// Removes pending injected failures and clears a stall.
+    /// Removes pending injected failures, refused Lease updates, and clears a stall.
     pub fn clear_faults(&self) {
         lock(&self.shared.failures).clear();
+        lock(&self.shared.lease_refusals).clear();
         self.set_stalled(false);
     }
 }

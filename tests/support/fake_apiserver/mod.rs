@@ -17,13 +17,15 @@
 //! (certificates), `store` (MVCC versions, history, compaction), `objects` (creating, patching
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
 //! `serve` (accepting, authentication, routing, responses), `list`, `watches`, `faults`
-//! (injected failures and stream faults) and `admin` (the `/fake/...` HTTP API). This file
+//! (injected failures and stream faults), `leases` (coordination.k8s.io Leases, for leader
+//! election) and `admin` (the `/fake/...` HTTP API). This file
 //! holds the public types, the shared state and the request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
 mod faults;
 mod json;
+mod leases;
 mod lifecycle;
 mod list;
 mod objects;
@@ -214,6 +216,10 @@ struct Shared {
     /// The live objects at one resourceVersion in key order, so that paging through a large
     /// list costs O(page) per request rather than O(all events).
     list_snapshot: Mutex<Option<(u64, Snapshot)>>,
+    /// Leases by `namespace/name`, as stored JSON (see `leases`).
+    leases: Mutex<BTreeMap<String, String>>,
+    /// Holders whose Lease updates are refused.
+    lease_refusals: Mutex<Vec<String>>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).

@@ -179,6 +179,15 @@ async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incoming>) 
         user_agent: header("user-agent"),
         status: None,
     };
+    // Only Lease writes carry a body.
+    let body = if rec.method == "GET" {
+        Bytes::new()
+    } else {
+        match req.into_body().collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => Bytes::new(),
+        }
+    };
     let is_watch = rec.is_watch();
     let is_list = rec.is_list();
     let pretty_print = rec.param("pretty").is_some_and(parse_bool)
@@ -196,7 +205,15 @@ async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incoming>) 
     let mut stall = shared.stall.subscribe();
     let _ = stall.wait_for(|s| !*s).await;
 
-    let resp = route(&shared, client_cert, &rec, is_list, is_watch, pretty_print);
+    let resp = route(
+        &shared,
+        client_cert,
+        &rec,
+        &body,
+        is_list,
+        is_watch,
+        pretty_print,
+    );
     if let Some(r) = lock(&shared.requests).get_mut(idx) {
         r.status = Some(resp.status().as_u16());
     }
@@ -207,6 +224,7 @@ fn route(
     shared: &Arc<Shared>,
     client_cert: bool,
     rec: &RecordedRequest,
+    body: &[u8],
     is_list: bool,
     is_watch: bool,
     pretty_print: bool,
@@ -255,6 +273,9 @@ fn route(
         }
     }
 
+    if let Some(resp) = super::leases::route(shared, rec, body, pretty_print) {
+        return resp;
+    }
     match (rec.method.as_str(), rec.path.as_str()) {
         ("GET", "/api/v1/events") if is_watch => watch_response(shared, rec, pretty_print),
         ("GET", "/api/v1/events") => list_response(shared, rec, pretty_print),
