@@ -199,3 +199,40 @@ fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls()
     );
     d.stop();
 }
+
+#[test]
+fn a_standby_is_ready_says_who_leads_and_keeps_the_watchdog_fed() {
+    let api = FakeApiServer::start(Options::default());
+    // Another host holds the Lease for an hour: this daemon stays a standby.
+    api.hold_lease("kube-system", "kube-event-pipe", "cp-other", 3600);
+    api.create("n", "e1", &event(1));
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let listener = Listener::new(&layout);
+    let d = start(
+        &layout,
+        &listener,
+        &[("WATCHDOG_USEC", "2000000")],
+        &["--leader-election", "--identity", "cp-this"],
+    );
+    listener.wait_for("READY=1");
+    let (_, status) = listener.wait_for("STATUS=standby; leader is cp-other since ");
+    assert!(status.contains("watching"), "{status}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        listener.lines_with("WATCHDOG=1").len() >= 2,
+        "the watchdog starves while standing by: {:?}",
+        listener.messages()
+    );
+    assert!(lines(&layout.out()).is_empty(), "a standby wrote");
+
+    // The other host lets go: this one leads, writes, and says so.
+    api.hold_lease("kube-system", "kube-event-pipe", "", 1);
+    listener.wait_for("STATUS=leading since ");
+    assert!(
+        wait_until(T, || lines(&layout.out()).len() == 1),
+        "{}",
+        d.stderr()
+    );
+    d.stop();
+}
