@@ -89,8 +89,12 @@ impl Pipeline {
         self.hold = Some(hold);
     }
 
-    /// This host becomes the leader: see [`Hold::take_over`].
+    /// This host becomes the leader: see [`Hold::take_over`]. Lines still queued from an
+    /// earlier term are dropped: the watch from the recorded version brings them again.
     pub fn take_over(&mut self) -> usize {
+        if self.queued > 0 {
+            self.drop_queued();
+        }
         match &mut self.hold {
             Some(hold) => hold.take_over(&mut self.store),
             None => 0,
@@ -293,12 +297,12 @@ impl Pipeline {
         if self.queued == 0 {
             return Ok(());
         }
-        if self.fenced() {
+        if !gate_open(self.hold.as_ref(), shutdown).await? {
             self.drop_queued();
             return Ok(());
         }
         let mut done = 0;
-        // The end of what may be written: all of it, unless the fence closes while the
+        // The end of what may be written: all of it, unless this host stops leading while the
         // destination fails; then only the line a failed write cut short is finished.
         let mut limit = self.lines.len();
         // Lines (and their bytes) already marked as seen: a failed attempt may have got some
@@ -323,7 +327,7 @@ impl Pipeline {
                 _ = shutdown.changed() => return Err(Interrupted),
             }
             delay = (delay * 2).min(RETRY_MAX);
-            if self.fenced() {
+            if !gate_open(self.hold.as_ref(), shutdown).await? {
                 limit = memchr::memchr(b'\n', &self.lines[done..]).map_or(done, |i| done + i + 1);
                 if done == 0 || self.lines[done - 1] == b'\n' {
                     limit = done;
@@ -356,11 +360,6 @@ impl Pipeline {
         self.queued_keys.clear();
         self.lines.clear();
         Ok(())
-    }
-
-    /// Leader election: the Lease is not (or no longer) renewed recently enough to write.
-    fn fenced(&self) -> bool {
-        self.hold.as_ref().is_some_and(|h| !h.may_write())
     }
 
     /// Forgets the queued lines unwritten and unmarked: this host stopped leading, and the
@@ -409,6 +408,38 @@ impl Pipeline {
         }
     }
 }
+
+/// Leader election: whether a batch may be written. True without election, and while this host
+/// leads with a fresh renewal; false once it no longer leads (the batch is then dropped, unwritten
+/// and unmarked). While it leads but its renewal is late, neither: the write waits until the
+/// renewal succeeds or the election gives up. Dropping then could lose the batch, since a late
+/// renewal that succeeds would record the watch's position past it.
+async fn gate_open(
+    hold: Option<&Hold>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, Interrupted> {
+    let Some(hold) = hold else {
+        return Ok(true);
+    };
+    loop {
+        if !hold.writing() {
+            return Ok(false);
+        }
+        if hold.may_write() {
+            return Ok(true);
+        }
+        if *shutdown.borrow() {
+            return Err(Interrupted);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(GATE_POLL) => {}
+            _ = shutdown.changed() => return Err(Interrupted),
+        }
+    }
+}
+
+/// How often a write held back by a late renewal looks at the gate again.
+const GATE_POLL: Duration = Duration::from_millis(20);
 
 /// The hasher of `queued_keys`: its keys are already SipHash digests, so they are used as is.
 #[derive(Default)]

@@ -102,7 +102,7 @@ pub const LEASE_DURATION_SEC: Key = Key {
 pub const RENEW_DEADLINE_SEC: Key = Key {
     toml: "renew_deadline_sec",
     default_text: "10",
-    help: "seconds the leader may go without a successful renewal before it stops writing",
+    help: "seconds the leader may go without a successful renewal before it gives up the Lease",
 };
 pub const RETRY_PERIOD_SEC: Key = Key {
     toml: "retry_period_sec",

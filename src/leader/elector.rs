@@ -10,8 +10,12 @@
 //! - the leader renews every `retry_period` by a PUT carrying the resourceVersion it read (409
 //!   Conflict: another host took it), and records in the same request the resourceVersion up
 //!   to which every event is written;
+//! - a leader writes only while its last successful renewal started less than the write
+//!   window ago (1.5 retry periods, at most the renew deadline): a renewal that is late holds
+//!   the writes back until it succeeds, so what a leader writes past the version it recorded
+//!   is at most about one renewal's worth of events, whatever happens to it next;
 //! - a leader that has not renewed successfully for `renew_deadline` (shorter than the lease
-//!   duration) stops writing at once, before any standby can see the Lease expire;
+//!   duration) gives up leading, before any standby can see the Lease expire;
 //! - on SIGTERM the leader releases the Lease (no holder, as client-go's ReleaseOnCancel), so
 //!   a standby takes over at its next look instead of after the lease duration.
 
@@ -181,6 +185,9 @@ impl Elector {
 
     /// The leader's renewal, recording how far events are written.
     async fn renew(&mut self, start: Instant) {
+        if self.deadline_passed() {
+            return;
+        }
         if let Some(current) = self.current.clone() {
             let written = self.written();
             let renewal = lease::claimed(
@@ -196,16 +203,30 @@ impl Elector {
                 Err(e) => self.failed(e),
             }
         }
-        if self
-            .renewed
-            .is_some_and(|at| at.elapsed() >= self.cfg.renew_deadline)
-        {
-            let why = format!(
-                "no successful renewal for {:.1}s (renew_deadline_sec)",
-                self.cfg.renew_deadline.as_secs_f64()
-            );
-            self.lose(None, &why);
+        self.deadline_passed();
+    }
+
+    /// Gives up leading when the last successful renewal is older than the renew deadline; a
+    /// renewal is never sent after that, even if the API would still take it.
+    fn deadline_passed(&mut self) -> bool {
+        let deadline = self.cfg.renew_deadline;
+        if self.renewed.is_none_or(|at| at.elapsed() < deadline) {
+            return false;
         }
+        let why = format!(
+            "no successful renewal for {:.1}s (renew_deadline_sec)",
+            self.cfg.renew_deadline.as_secs_f64()
+        );
+        self.lose(None, &why);
+        true
+    }
+
+    /// How long after the start of a successful renewal this host may write.
+    fn write_window(&self) -> Duration {
+        self.cfg
+            .retry_period
+            .mul_f64(1.5)
+            .min(self.cfg.renew_deadline)
     }
 
     /// Our copy was stale. The Lease is still ours only if it still names us (say our last
@@ -320,7 +341,7 @@ impl Elector {
     fn renewed(&mut self, start: Instant, lease: Lease) {
         self.current = Some(lease);
         self.renewed = Some(start);
-        self.gate.extend_fence(start + self.cfg.renew_deadline);
+        self.gate.extend_fence(start + self.write_window());
         self.succeeded();
     }
 

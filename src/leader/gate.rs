@@ -14,7 +14,7 @@ const NONE: u64 = u64::MAX;
 pub struct Gate {
     base: Instant,
     /// Writing is allowed while `base.elapsed()` is below this many nanoseconds: the start of
-    /// the last successful renewal plus the renew deadline. 0: not allowed.
+    /// the last successful renewal plus the write window (see `elector`). 0: not allowed.
     fence_ns: AtomicU64,
     /// True while the watch runs as the leader's (set once the takeover's watch started from
     /// the recorded version, cleared the moment the Lease is lost).
@@ -37,7 +37,8 @@ impl Gate {
     }
 
     /// Whether a batch may be written now: leading, and the Lease renewed recently enough that
-    /// no other host can have taken it over.
+    /// no other host can have taken it over (and recently enough that what this host writes
+    /// past its last recorded version stays within about one renewal of events).
     pub fn may_write(&self) -> bool {
         self.leading.load(Ordering::Acquire)
             && (self.base.elapsed().as_nanos() as u64) < self.fence_ns.load(Ordering::Acquire)
@@ -48,7 +49,7 @@ impl Gate {
         self.leading.load(Ordering::Acquire)
     }
 
-    /// Writing is allowed until `until` (a renewal that started at `until - renew_deadline`
+    /// Writing is allowed until `until` (a renewal that started at `until - write window`
     /// succeeded).
     pub fn extend_fence(&self, until: Instant) {
         let ns = until.saturating_duration_since(self.base).as_nanos() as u64;

@@ -43,7 +43,8 @@ impl Hold {
         }
     }
 
-    /// Whether offered events are to be written (leading) rather than followed.
+    /// Whether offered events are to be written (leading) rather than followed. A leader whose
+    /// renewal is late still leads: its batches wait (see `pipeline::gate_open`).
     pub fn writing(&self) -> bool {
         self.gate.is_leading()
     }

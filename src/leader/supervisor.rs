@@ -153,7 +153,7 @@ impl Supervisor<'_> {
                     let _ = stop_tx.send(true);
                 }
                 r = self.role.changed(), if !stopping => {
-                    let now = match &*self.role.borrow() {
+                    let now = match &*self.role.borrow_and_update() {
                         Role::Leading { term, .. } => Some(*term),
                         _ => None,
                     };
