@@ -69,6 +69,7 @@ impl FakeApiServer {
             prepared_go,
             prepared_times: Mutex::new(prepared_times),
             list_snapshot: Mutex::new(None),
+            denied_user: Mutex::new(None),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))

@@ -17,8 +17,9 @@
 //! (certificates), `store` (MVCC versions, history, compaction), `objects` (creating, patching
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
 //! `serve` (accepting, authentication, routing, responses), `list`, `watches`, `faults`
-//! (injected failures and stream faults) and `admin` (the `/fake/...` HTTP API). This file
-//! holds the public types, the shared state and the request log.
+//! (injected failures and stream faults), `rbac` (403 for a user without rights) and `admin`
+//! (the `/fake/...` HTTP API). This file holds the public types, the shared state and the
+//! request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
@@ -27,6 +28,7 @@ mod json;
 mod lifecycle;
 mod list;
 mod objects;
+mod rbac;
 mod realistic;
 mod serve;
 mod store;
@@ -214,6 +216,8 @@ struct Shared {
     /// The live objects at one resourceVersion in key order, so that paging through a large
     /// list costs O(page) per request rather than O(all events).
     list_snapshot: Mutex<Option<(u64, Snapshot)>>,
+    /// An authenticated user refused every request (403), as before its RBAC is applied.
+    denied_user: Mutex<Option<String>>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).
