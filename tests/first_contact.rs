@@ -251,6 +251,46 @@ fn start_with_token(
 }
 
 #[test]
+fn an_expired_server_certificate_is_an_error_saying_so() {
+    let api = FakeApiServer::start(Options {
+        tls: true,
+        expired_cert: true,
+        ..Options::default()
+    });
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let listener = Listener::new(&layout);
+    let mut d = start(&layout, &listener);
+    let line = the_problem_line(&d, "has expired");
+    let url = format!("{}/", api.url());
+    assert!(
+        line.starts_with(&format!(
+            "ERROR connecting to the API server failed: TLS: the certificate of {url} has \
+             expired (ServiceError: client error (Connect): invalid peer certificate: \
+             certificate expired: "
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            "; renew the API server's certificate, or correct this host's clock if it is \
+             wrong; retrying every 30s failures=1"
+        ),
+        "{line}"
+    );
+    assert!(
+        status(&listener).ends_with(&format!(
+            "; waiting for a fix: TLS: the certificate of {url} has expired"
+        )),
+        "{:?}",
+        listener.messages()
+    );
+    assert_still_running(&mut d);
+    stop_cleanly(d);
+    assert_nothing_created(&layout);
+}
+
+#[test]
 fn a_rejected_token_is_one_error_naming_kubeconfig_context_and_user() {
     let (_api, layout, listener, mut d, url, who) =
         start_with_token("the-right-token", "a-wrong-token", |_| {});

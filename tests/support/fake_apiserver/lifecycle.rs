@@ -32,7 +32,9 @@ impl FakeApiServer {
     /// Starts the server on 127.0.0.1 (its own thread and tokio runtime) and returns once it
     /// accepts connections.
     pub fn start(opts: Options) -> FakeApiServer {
-        let tls = opts.tls.then(|| Arc::new(make_tls(opts.client_auth)));
+        let tls = opts
+            .tls
+            .then(|| Arc::new(make_tls(opts.client_auth, opts.expired_cert)));
         let (stall, _) = watch::channel(false);
         let (drop_tx, _) = broadcast::channel(16);
         let (prepared_go, _) = watch::channel(false);

@@ -93,6 +93,8 @@ pub struct Options {
     pub tls: bool,
     /// Client certificate policy (only with `tls`).
     pub client_auth: ClientAuth,
+    /// The server certificate expired in 2021 (only with `tls`).
+    pub expired_cert: bool,
     /// Send a BOOKMARK this often to watches that asked for bookmarks. None (the default) sends
     /// none, like the real server was seen doing for 70 s.
     pub bookmark_interval: Option<Duration>,
@@ -117,6 +119,7 @@ impl Default for Options {
             token: None,
             tls: false,
             client_auth: ClientAuth::None,
+            expired_cert: false,
             bookmark_interval: None,
             initial_rv: 100,
             admin: false,
