@@ -172,6 +172,32 @@ impl Pipeline {
     /// A list item as [`crate::wire::list_page::ListReader`] hands it out, checked and identified
     /// by its one JSON pass.
     pub fn offer_read_item(&mut self, item: Item<'_>) -> Offered {
+        let index = item.index;
+        self.offer_read(item, None, |obj, out| {
+            frame::write_list_item(obj, index, out)
+        })
+    }
+
+    /// An item of a list that came as a watch object (a list chunk kubectl printed as one
+    /// frame, [`crate::wire::list_object`]): it carries its own kind and apiVersion, so it is
+    /// written as a watch object is.
+    pub fn offer_listed_object(
+        &mut self,
+        item: Item<'_>,
+        resource_version: &mut String,
+    ) -> Offered {
+        self.offer_read(item, Some(resource_version), |obj, out| {
+            frame::write_watch_object(obj, out);
+            Ok(())
+        })
+    }
+
+    fn offer_read(
+        &mut self,
+        item: Item<'_>,
+        resource_version: Option<&mut String>,
+        write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
+    ) -> Offered {
         let view = match item.view {
             Ok(view) => view,
             Err(e) => {
@@ -181,10 +207,7 @@ impl Pipeline {
             }
         };
         view.identity_into(&mut self.id);
-        let index = item.index;
-        self.offer_identified(view, item.bytes, None, |obj, out| {
-            frame::write_list_item(obj, index, out)
-        })
+        self.offer_identified(view, item.bytes, resource_version, write)
     }
 
     /// [`Pipeline::offer_object`] for an object taken from a frame without parsing the frame

@@ -25,6 +25,7 @@ const RELEASE_WAIT: Duration = Duration::from_secs(10);
 pub async fn run(
     settings: &Settings,
     client: kube::Client,
+    api: EventsApi,
     pipeline: &mut Pipeline,
     progress: Progress,
     shutdown: watch::Receiver<bool>,
@@ -43,7 +44,7 @@ pub async fn run(
     let elector = tokio::spawn(elector.run(release_rx));
     let mut supervisor = Supervisor {
         settings,
-        client,
+        api,
         gate,
         role: role_rx,
         shutdown,
@@ -59,7 +60,7 @@ pub async fn run(
 
 struct Supervisor<'a> {
     settings: &'a Settings,
-    client: kube::Client,
+    api: EventsApi,
     gate: Arc<Gate>,
     role: watch::Receiver<Role>,
     shutdown: watch::Receiver<bool>,
@@ -133,7 +134,7 @@ impl Supervisor<'_> {
         let resume =
             ResumePoint::new(&self.settings.persistence_path.value).limited_by(self.gate.clone());
         let watcher = Watcher {
-            api: EventsApi::new(self.client.clone()),
+            api: self.api.clone(),
             pipeline,
             resume,
             shutdown: stop_rx,

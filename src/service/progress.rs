@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::pipeline::Counters;
+use crate::source::diagnose::{Problem, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -22,7 +23,8 @@ pub struct Snapshot {
     pub counters: Counters,
     /// The dedup store's short summary, refreshed every few seconds.
     pub store: String,
-    /// The failure being retried, if any.
+    /// The failure being retried (`retrying: …`) or what a person must fix first (`waiting
+    /// for …`), if any.
     pub problem: Option<String>,
     /// With leader election: "leading since …" or "standby; leader is … since …".
     pub role: Option<String>,
@@ -61,7 +63,7 @@ impl Snapshot {
             line.push_str(&self.store);
         }
         if let Some(p) = &self.problem {
-            line.push_str("; retrying: ");
+            line.push_str("; ");
             line.push_str(p);
         }
         line
@@ -152,6 +154,19 @@ impl Progress {
     }
 
     pub fn failing(&self, cause: &str) {
-        self.update(|s| s.problem = Some(cause.to_string()));
+        self.update(|s| s.problem = Some(format!("retrying: {cause}")));
+    }
+
+    /// A failure a person must fix; `what` is what the daemon waits for.
+    pub fn waiting_for(&self, what: &str) {
+        self.update(|s| s.problem = Some(format!("waiting for {what}")));
+    }
+
+    /// Shows a described failure: retried, or waiting for a person.
+    pub fn problem(&self, what: &str, problem: &Problem) {
+        match problem.severity {
+            Severity::Transient => self.failing(&format!("{what}: {}", problem.waiting_for)),
+            Severity::NeedsPerson => self.waiting_for(&problem.waiting_for),
+        }
     }
 }

@@ -32,7 +32,9 @@ impl FakeApiServer {
     /// Starts the server on 127.0.0.1 (its own thread and tokio runtime) and returns once it
     /// accepts connections.
     pub fn start(opts: Options) -> FakeApiServer {
-        let tls = opts.tls.then(|| Arc::new(make_tls(opts.client_auth)));
+        let tls = opts
+            .tls
+            .then(|| Arc::new(make_tls(opts.client_auth, opts.expired_cert)));
         let (stall, _) = watch::channel(false);
         let (drop_tx, _) = broadcast::channel(16);
         let (prepared_go, _) = watch::channel(false);
@@ -71,6 +73,7 @@ impl FakeApiServer {
             list_snapshot: Mutex::new(None),
             leases: Mutex::new(BTreeMap::new()),
             lease_refusals: Mutex::new(Vec::new()),
+            denied_user: Mutex::new(None),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))

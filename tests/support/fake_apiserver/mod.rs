@@ -18,8 +18,8 @@
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
 //! `serve` (accepting, authentication, routing, responses), `list`, `watches`, `faults`
 //! (injected failures and stream faults), `leases` (coordination.k8s.io Leases, for leader
-//! election) and `admin` (the `/fake/...` HTTP API). This file
-//! holds the public types, the shared state and the request log.
+//! election), `rbac` (403 for a user without rights) and `admin` (the `/fake/...` HTTP API).
+//! This file holds the public types, the shared state and the request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
@@ -29,6 +29,7 @@ mod leases;
 mod lifecycle;
 mod list;
 mod objects;
+mod rbac;
 mod realistic;
 mod serve;
 mod store;
@@ -93,6 +94,8 @@ pub struct Options {
     pub tls: bool,
     /// Client certificate policy (only with `tls`).
     pub client_auth: ClientAuth,
+    /// The server certificate expired in 2021 (only with `tls`).
+    pub expired_cert: bool,
     /// Send a BOOKMARK this often to watches that asked for bookmarks. None (the default) sends
     /// none, like the real server was seen doing for 70 s.
     pub bookmark_interval: Option<Duration>,
@@ -117,6 +120,7 @@ impl Default for Options {
             token: None,
             tls: false,
             client_auth: ClientAuth::None,
+            expired_cert: false,
             bookmark_interval: None,
             initial_rv: 100,
             admin: false,
@@ -220,6 +224,8 @@ struct Shared {
     leases: Mutex<BTreeMap<String, String>>,
     /// Holders whose Lease updates are refused.
     lease_refusals: Mutex<Vec<String>>,
+    /// An authenticated user refused every request (403), as before its RBAC is applied.
+    denied_user: Mutex<Option<String>>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).

@@ -19,6 +19,7 @@ use super::admin::handle_admin;
 use super::faults::{failure_response, take_failure};
 use super::json::{json_str, pretty};
 use super::list::list_response;
+use super::rbac::{denied_user, forbidden_response};
 use super::watches::watch_response;
 use super::{ClientAuth, RecordedRequest, Shared, lock};
 
@@ -247,30 +248,11 @@ fn route(
         (Some(_), _) => {}
         (None, _) if client_cert || !auth_required => {}
         (None, _) => {
-            let verb = if is_watch {
-                "watch"
-            } else if is_list {
-                "list"
-            } else {
-                "get"
-            };
-            let message = if rec.path == "/api/v1/events" {
-                format!(
-                    "events is forbidden: User \"system:anonymous\" cannot {verb} resource \"events\" in API group \"\" at the cluster scope"
-                )
-            } else {
-                format!(
-                    "forbidden: User \"system:anonymous\" cannot get path \"{}\"",
-                    rec.path
-                )
-            };
-            let details = (rec.path == "/api/v1/events").then_some(r#"{"kind":"events"}"#);
-            return json_response(
-                403,
-                status_json(403, "Forbidden", &message, details, "{}"),
-                pretty_print,
-            );
+            return forbidden_response("system:anonymous", rec, is_list, is_watch, pretty_print);
         }
+    }
+    if let Some(user) = denied_user(shared) {
+        return forbidden_response(&user, rec, is_list, is_watch, pretty_print);
     }
 
     if let Some(resp) = super::leases::route(shared, rec, body, pretty_print) {

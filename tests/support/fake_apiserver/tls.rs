@@ -1,4 +1,5 @@
-//! TLS material: a freshly generated CA, the server certificate and a client certificate.
+//! TLS material: a freshly generated CA, the server certificate (expired on request) and a
+//! client certificate.
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ impl FakeApiServer {
     }
 }
 
-pub(super) fn make_tls(client_auth: ClientAuth) -> TlsMaterial {
+pub(super) fn make_tls(client_auth: ClientAuth, expired: bool) -> TlsMaterial {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
@@ -54,6 +55,10 @@ pub(super) fn make_tls(client_auth: ClientAuth) -> TlsMaterial {
     sp.distinguished_name
         .push(DnType::CommonName, "kube-apiserver");
     sp.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    if expired {
+        sp.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        sp.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
     let server_cert = sp.signed_by(&server_key, &issuer).expect("server cert");
 
     let client_key = KeyPair::generate().expect("client key");
