@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use crate::config::Settings;
 use crate::dedup::{Store, StoreConfig};
+use crate::metrics::{Metrics, server as metrics_server};
 use crate::pipeline::Pipeline;
 use crate::service::exit::Fatal;
 use crate::service::progress::Progress;
@@ -24,6 +25,7 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
 }
 
 async fn run_async(settings: Settings) -> Result<(), Fatal> {
+    let metrics = Metrics::new();
     let signals = signals::install()
         .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let mut shutdown = signals.shutdown.clone();
@@ -34,6 +36,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         .map_err(Fatal::config)?;
     let store = Store::open(store_config(&settings), SystemTime::now()).map_err(Fatal::config)?;
     let mut pipeline = Pipeline::new(store, sink);
+    pipeline.set_metrics(metrics.clone());
     pipeline.mark_recent_lines();
 
     if let Some(path) = &settings.replay {
@@ -42,12 +45,28 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return result.map_err(Fatal::config);
     }
 
+    // Bound before connecting, like the destination: a taken address is the operator's to fix.
+    let listener = match settings.metrics_address.value {
+        Some(addr) => Some(
+            metrics_server::bind(addr, &settings.metrics_address.origin).map_err(Fatal::config)?,
+        ),
+        None => None,
+    };
     crate::service::permissions::warn_about_readable_files(&settings);
     let client = connect::client(&settings).await.map_err(Fatal::config)?;
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
     let progress = Progress::default();
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
+    if let Some(listener) = listener {
+        tokio::spawn(metrics_server::serve(
+            listener,
+            metrics.clone(),
+            progress.clone(),
+            systemd::liveness_bound(),
+            shutdown.clone(),
+        ));
+    }
     Watcher {
         api: EventsApi::new(client),
         pipeline: &mut pipeline,
@@ -55,6 +74,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         shutdown,
         idle_timeout: settings.watch_idle_timeout.value,
         progress,
+        metrics,
     }
     .run()
     .await;

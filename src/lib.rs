@@ -12,7 +12,8 @@
 //! - [`pipeline`]: source → dedup → sink, an event written before it is marked as seen;
 //! - [`sink`]: the destination file, FIFO or stdout, reopened on SIGHUP;
 //! - [`app`]: wires the stages together for one run of the daemon;
-//! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses.
+//! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses;
+//! - [`metrics`]: Prometheus metrics and the health endpoints.
 
 pub mod config;
 
@@ -29,3 +30,5 @@ pub mod sink;
 pub mod app;
 
 pub mod service;
+
+pub mod metrics;

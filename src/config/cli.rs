@@ -53,6 +53,8 @@ pub struct Cli {
     pub log_target: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::WATCH_IDLE_TIMEOUT_SEC.help)]
     pub watch_idle_timeout_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "ADDRESS", help = keys::METRICS_ADDRESS.help)]
+    pub metrics_address: Option<String>,
 }
 
 impl Cli {
@@ -70,6 +72,7 @@ impl Cli {
             "context" => &self.context,
             "log_target" => &self.log_target,
             "watch_idle_timeout_sec" => &self.watch_idle_timeout_sec,
+            "metrics_address" => &self.metrics_address,
             _ => &None,
         };
         v.as_deref()

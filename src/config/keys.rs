@@ -73,6 +73,11 @@ pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     default_text: "300",
     help: "seconds a watch may deliver nothing before it is torn down and resumed",
 };
+pub const METRICS_ADDRESS: Key = Key {
+    toml: "metrics_address",
+    default_text: "off",
+    help: "IP address and port to serve /metrics, /healthz and /readyz on (e.g. 127.0.0.1:9784), or off",
+};
 
 pub const ALL: &[Key] = &[
     DESTINATION,
@@ -86,6 +91,7 @@ pub const ALL: &[Key] = &[
     CONTEXT,
     LOG_TARGET,
     WATCH_IDLE_TIMEOUT_SEC,
+    METRICS_ADDRESS,
 ];
 
 /// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.

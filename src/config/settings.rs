@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -41,6 +42,8 @@ pub struct Settings {
     pub context: Option<Setting<String>>,
     pub log_target: Setting<LogTarget>,
     pub watch_idle_timeout: Setting<Duration>,
+    /// None: no metrics or health endpoints (`off`).
+    pub metrics_address: Setting<Option<SocketAddr>>,
     /// The config file that was read, if any.
     pub config_file: Option<FileChoice>,
     /// Replay watch frames from this file (`-` = stdin) instead of the API server.
@@ -114,6 +117,7 @@ pub fn build(
     check(keys::WATCH_IDLE_TIMEOUT_SEC, &|t| {
         positive(t, MAX_SECONDS).map(|_| ())
     });
+    check(keys::METRICS_ADDRESS, &|t| metrics_address(t).map(|_| ()));
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -151,6 +155,8 @@ pub fn build(
     let batch_count = num(keys::BATCH_COUNT, MAX_BATCH_COUNT);
     let batch_duration = num(keys::BATCH_DURATION_SEC, MAX_SECONDS);
     let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
+    let raw = get(keys::METRICS_ADDRESS);
+    let metrics_address = Setting::new(metrics_address(&raw.text).ok().flatten(), raw.origin);
     let raw = get(keys::LOG_TARGET);
     let log_target = Setting::new(log_target(&raw.text).unwrap_or(LogTarget::Auto), raw.origin);
 
@@ -172,6 +178,7 @@ pub fn build(
         context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
         log_target,
         watch_idle_timeout: Setting::new(Duration::from_secs(idle.value), idle.origin),
+        metrics_address,
         config_file,
         replay,
     })
@@ -199,6 +206,18 @@ fn rate(text: &str) -> Result<f64, String> {
         Some(r) if r > 0.0 && r < 1.0 => Ok(r),
         _ => Err("a number strictly between 0 and 1, e.g. 0.01".into()),
     }
+}
+
+/// An IP address and port, or `off` (or nothing) for no endpoints. Port 0 takes a free port,
+/// which the log names (for tests).
+fn metrics_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    let t = text.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+        "an IP address and port, e.g. 127.0.0.1:9784 or [::1]:9784 (no host names), or off".into()
+    })
 }
 
 fn log_target(text: &str) -> Result<LogTarget, String> {
@@ -295,6 +314,15 @@ impl Settings {
         );
         let idle = s.watch_idle_timeout.value.as_secs().to_string();
         line("watch_idle_timeout_sec", idle, &s.watch_idle_timeout.origin);
+        let metrics = s
+            .metrics_address
+            .value
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        line(
+            "metrics_address",
+            quote(&metrics),
+            &s.metrics_address.origin,
+        );
         out
     }
 }
