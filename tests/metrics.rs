@@ -32,7 +32,9 @@ struct Answer {
 fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
@@ -216,7 +218,10 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     assert_eq!(v(&s, "kube_event_pipe_ready"), 0.0);
     assert_eq!(v(&s, "kube_event_pipe_relists_total{cause=\"start\"}"), 1.0);
     assert_eq!(
-        v(&s, "kube_event_pipe_relists_total{cause=\"selection_changed\"}"),
+        v(
+            &s,
+            "kube_event_pipe_relists_total{cause=\"selection_changed\"}"
+        ),
         0.0
     );
     assert_eq!(v(&s, WRITTEN), 0.0);
@@ -290,7 +295,10 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
         v(s, SEEN) >= 15.0
     });
     assert_eq!(v(&s, WRITTEN), 15.0);
-    assert_eq!(v(&s, "kube_event_pipe_relists_total{cause=\"expired\"}"), 1.0);
+    assert_eq!(
+        v(&s, "kube_event_pipe_relists_total{cause=\"expired\"}"),
+        1.0
+    );
     assert_eq!(api_errors(&s, "watch", "410"), 1.0);
     assert_eq!(support::daemon::lines(&dest).len(), 15);
 
@@ -302,9 +310,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     });
     assert!(api_errors(&s, "watch", "stream") >= 1.0, "{s:#?}");
     assert!(
-        wait_until(T, || get(addr, "/readyz", None)
-            .body
-            .contains("retrying")),
+        wait_until(T, || get(addr, "/readyz", None).body.contains("retrying")),
         "{}",
         d.stderr()
     );
@@ -346,7 +352,8 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     let s = m.wait_for("the failing write counted and its events held", &d, |s| {
         v(s, WRITE_ERRORS) >= 2.0
     });
-    assert_eq!(v(&s, PENDING), 3.0);
+    // The batch in hand (the watch waits meanwhile, so it holds one to three of them).
+    assert!((1.0..=3.0).contains(&v(&s, PENDING)), "{s:#?}");
     assert_eq!(v(&s, WRITTEN), 15.0);
     std::fs::create_dir(&logs).unwrap();
     let s = m.wait_for("the held events written", &d, |s| v(s, WRITTEN) == 18.0);
@@ -366,7 +373,10 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     api.create_realistic(18..19);
     let s = m.wait_for("the reopen after SIGHUP", &d, |s| v(s, WRITTEN) == 19.0);
     assert_eq!(
-        v(&s, "kube_event_pipe_destination_reopens_total{cause=\"signal\"}"),
+        v(
+            &s,
+            "kube_event_pipe_destination_reopens_total{cause=\"signal\"}"
+        ),
         1.0
     );
 
@@ -386,8 +396,23 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
         om.headers
     );
     assert!(om.body.ends_with("# EOF\n"), "{}", om.body);
-    assert!(om.body.contains("# UNIT kube_event_pipe_written_bytes bytes"));
+    assert!(
+        om.body
+            .contains("# UNIT kube_event_pipe_written_bytes bytes")
+    );
     openmetrics_check(&m.promtool, &om.body, &layout);
+
+    // README's table lists every metric the daemon exposes.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let text = get(addr, "/metrics", None).body;
+    for name in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            readme.contains(&format!("| `{name}`")) || readme.contains(&format!("| `{name}{{")),
+            "{name} is not in README's Metrics table"
+        );
+    }
 
     let other = get(addr, "/nothing", None);
     assert_eq!(other.status, 404);
@@ -483,7 +508,8 @@ fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source(
     let printed = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{printed}");
     assert!(
-        printed.contains("metrics_address = \"127.0.0.1:9784\"") && printed.contains("key metrics_address"),
+        printed.contains("metrics_address = \"127.0.0.1:9784\"")
+            && printed.contains("key metrics_address"),
         "{printed}"
     );
     let out = command(&with_file)
@@ -497,4 +523,45 @@ fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source(
         "{printed}"
     );
     drop(taken);
+}
+
+/// The example alert rules in README's *Metrics* section are valid Prometheus rules, and name
+/// only metrics the daemon exposes.
+#[test]
+fn the_readme_alert_rules_pass_promtool_check_rules() {
+    let promtool = tool("promtool", "prometheus");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let from = readme
+        .find("Example alert rules")
+        .expect("README has the alert rules");
+    let block = &readme[from..];
+    let start = block.find("```yaml\n").unwrap() + 8;
+    let rules = &block[start..start + block[start..].find("```").unwrap()];
+    assert_eq!(rules.matches("- alert:").count(), 3, "{rules}");
+    for name in [
+        "kube_event_pipe_events_pending",
+        "kube_event_pipe_last_write_timestamp_seconds",
+        "kube_event_pipe_api_errors_total",
+        "kube_event_pipe_dedup_estimated_false_positive_rate",
+        "kube_event_pipe_dedup_false_positive_rate_bound",
+    ] {
+        assert!(rules.contains(name), "{name}");
+        assert!(
+            readme.contains(&format!("| `{name}")),
+            "{name} not in the table"
+        );
+    }
+    let layout = Layout::new();
+    let file = layout.path("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}\n{rules}");
+    assert!(said.contains("SUCCESS: 3 rules found"), "{said}");
 }
