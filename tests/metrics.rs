@@ -564,4 +564,83 @@ fn the_readme_alert_rules_pass_promtool_check_rules() {
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{said}\n{rules}");
     assert!(said.contains("SUCCESS: 3 rules found"), "{said}");
+
+    // Each rule fires when it should and not before (series sampled every minute).
+    let tests = layout.path("rules_test.yml");
+    std::fs::write(&tests, RULE_TESTS).unwrap();
+    let out = Command::new(tool("promtool", "prometheus"))
+        .args(["test", "rules"])
+        .arg(&tests)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}\n{rules}");
 }
+
+/// `promtool test rules` input for README's rules (in `rules.yml` beside it).
+const RULE_TESTS: &str = r#"
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  # Held events since minute 10, the last write at minute 10: 15 minutes later the condition
+  # holds, and 5 minutes after that the alert fires. Held events alone do not alert.
+  - interval: 1m
+    input_series:
+      - series: 'kube_event_pipe_events_pending{instance="h"}'
+        values: '0x9 3x40'
+      - series: 'kube_event_pipe_last_write_timestamp_seconds{instance="h"}'
+        values: '0x9 600x40'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: KubeEventPipeNotWriting
+        exp_alerts: []
+      - eval_time: 29m
+        alertname: KubeEventPipeNotWriting
+        exp_alerts: []
+      - eval_time: 31m
+        alertname: KubeEventPipeNotWriting
+        exp_alerts:
+          - exp_labels: {severity: critical, instance: h}
+            exp_annotations:
+              summary: "kube-event-pipe on h holds events it cannot write"
+              description: "Look for 'cannot write events' in journalctl -u kube-event-pipe; the watch waits until the destination works."
+  # A failure a minute (5xx, then connection refused) from minute 0; an expiry a minute never
+  # alerts.
+  - interval: 1m
+    input_series:
+      - series: 'kube_event_pipe_api_errors_total{instance="h",request="watch",kind="5xx"}'
+        values: '0+1x20 20x20'
+      - series: 'kube_event_pipe_api_errors_total{instance="h",request="watch",kind="connect"}'
+        values: '0x20 0+1x20'
+      - series: 'kube_event_pipe_api_errors_total{instance="g",request="watch",kind="410"}'
+        values: '0+1x40'
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: KubeEventPipeApiErrors
+        exp_alerts: []
+      - eval_time: 35m
+        alertname: KubeEventPipeApiErrors
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: h}
+            exp_annotations:
+              summary: "kube-event-pipe on h: API requests keep failing"
+              description: "kube_event_pipe_api_errors_total by kind says which (connect, timeout, 4xx, 5xx, stream); /readyz gives the last error."
+  # The estimate passes the bound at minute 5; the alert fires 10 minutes later.
+  - interval: 1m
+    input_series:
+      - series: 'kube_event_pipe_dedup_estimated_false_positive_rate{instance="h"}'
+        values: '0.004x4 0.02x20'
+      - series: 'kube_event_pipe_dedup_false_positive_rate_bound{instance="h"}'
+        values: '0.01x24'
+    alert_rule_test:
+      - eval_time: 14m
+        alertname: KubeEventPipeDedupFalsePositivesAboveBound
+        exp_alerts: []
+      - eval_time: 16m
+        alertname: KubeEventPipeDedupFalsePositivesAboveBound
+        exp_alerts:
+          - exp_labels: {severity: warning, instance: h}
+            exp_annotations:
+              summary: "kube-event-pipe on h takes new events for repeats more often than filter_error_rate allows"
+"#;
