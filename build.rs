@@ -14,6 +14,10 @@
 //!
 //! The build fails when the newest `CHANGELOG.md` entry is not the crate version, so a version
 //! bump cannot ship without its changelog entry.
+//!
+//! It also sets `KEP_BUILD_COMMIT` for `kube_event_pipe_build_info`: the environment's
+//! `KEP_BUILD_COMMIT` when set (a packager building from a tarball), else the commit of this
+//! crate's own git checkout, else `unknown`.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -45,11 +49,56 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={input}");
     }
+    println!("cargo:rustc-env=KEP_BUILD_COMMIT={}", commit());
     if let Err(e) = run() {
         // A build script reports failure by exiting non-zero; the message is shown by cargo.
         eprintln!("error: {e}");
         std::process::exit(1);
     }
+}
+
+/// See the module comment. Never fails the build: a missing git or a foreign checkout only
+/// means `unknown`.
+fn commit() -> String {
+    println!("cargo:rerun-if-env-changed=KEP_BUILD_COMMIT");
+    if let Ok(c) = std::env::var("KEP_BUILD_COMMIT")
+        && !c.trim().is_empty()
+    {
+        return c.trim().to_string();
+    }
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git").args(args).output().ok()?;
+        let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    };
+    let unknown = || "unknown".to_string();
+    // A tarball unpacked inside some other repository must not take that repository's commit.
+    let (Some(top), Ok(manifest)) = (
+        git(&["rev-parse", "--show-toplevel"]),
+        std::env::var("CARGO_MANIFEST_DIR"),
+    ) else {
+        return unknown();
+    };
+    let same = |a: &str, b: &str| {
+        let (a, b) = (Path::new(a).canonicalize(), Path::new(b).canonicalize());
+        matches!((a, b), (Ok(a), Ok(b)) if a == b)
+    };
+    if !same(&top, &manifest) {
+        return unknown();
+    }
+    // Rebuild when HEAD moves: HEAD itself, the branch it names, and packed refs. Only files
+    // that exist are named, since cargo reruns every time for a missing one.
+    let mut watched = vec![git(&["rev-parse", "--git-path", "HEAD"])];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(git(&["rev-parse", "--git-path", &branch]));
+    }
+    watched.push(git(&["rev-parse", "--git-path", "packed-refs"]));
+    for path in watched.into_iter().flatten() {
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+    git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(unknown)
 }
 
 fn run() -> Result<()> {

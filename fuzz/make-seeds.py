@@ -87,6 +87,7 @@ kubeconfig = '/etc/kube/config'
 context = "a \\"b\\" c"
 log_target = "journald"
 watch_idle_timeout_sec = 300
+metrics_address = "[::1]:9784"
 """)
 put("config_toml", "errors", """destinaton = "x"
 batch_count = 0

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use crate::config::Settings;
 use crate::dedup::{Store, StoreConfig};
+use crate::metrics::{Metrics, server as metrics_server};
 use crate::pipeline::Pipeline;
 use crate::service::exit::Fatal;
 use crate::service::progress::Progress;
@@ -25,17 +26,26 @@ pub fn run(settings: Settings) -> Result<(), Fatal> {
 }
 
 async fn run_async(settings: Settings) -> Result<(), Fatal> {
+    let metrics = Metrics::new();
     let signals = signals::install()
         .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let mut shutdown = signals.shutdown.clone();
 
     if let Some(path) = &settings.replay {
-        let mut pipeline = open_pipeline(&settings, &signals)?;
+        let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
         let result = replay::run(path, &mut pipeline, &mut shutdown).await;
         pipeline.flush_store(true);
         return result.map_err(Fatal::config);
     }
 
+    // Bound before connecting: a taken address is the operator's to fix, and fails at once
+    // with exit status 2 (the port is not a file: nothing is left behind).
+    let listener = match settings.metrics_address.value {
+        Some(addr) => Some(
+            metrics_server::bind(addr, &settings.metrics_address.origin).map_err(Fatal::config)?,
+        ),
+        None => None,
+    };
     // Nothing is created on disk before the kubeconfig has loaded: a start that fails here
     // leaves no file behind. Start-up problems the operator must fix are reported before
     // anything is fetched, so a misconfigured unit fails at once with exit status 2.
@@ -44,6 +54,15 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     let api = EventsApi::new(connection.client.clone()).with_contact(connection.contact);
     let progress = Progress::default();
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
+    if let Some(listener) = listener {
+        tokio::spawn(metrics_server::serve(
+            listener,
+            metrics.clone(),
+            progress.clone(),
+            systemd::liveness_bound(),
+            shutdown.clone(),
+        ));
+    }
     if first_contact::is_first_start(&settings.persistence_path.value)
         && first_contact::wait_for_api(&api, &progress, &mut shutdown)
             .await
@@ -54,19 +73,16 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return Ok(());
     }
 
-    let mut pipeline = open_pipeline(&settings, &signals)?;
+    let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     if settings.leader_election.value {
-        crate::leader::run(
-            &settings,
-            connection.client,
+        let source = crate::leader::Source {
+            client: connection.client,
             api,
-            &mut pipeline,
-            progress,
-            shutdown,
-        )
-        .await;
+            metrics,
+        };
+        crate::leader::run(&settings, source, &mut pipeline, progress, shutdown).await;
     } else {
         Watcher {
             api,
@@ -75,6 +91,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
             shutdown,
             idle_timeout: settings.watch_idle_timeout.value,
             progress,
+            metrics,
         }
         .run()
         .await;
@@ -92,11 +109,16 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
 
 /// Opens the destination and the dedup store (creating them when missing), and marks what a
 /// killed run wrote.
-fn open_pipeline(settings: &Settings, signals: &signals::Signals) -> Result<Pipeline, Fatal> {
+fn open_pipeline(
+    settings: &Settings,
+    signals: &signals::Signals,
+    metrics: &Metrics,
+) -> Result<Pipeline, Fatal> {
     let sink = Sink::open(settings.destination.value.clone(), signals.reopen.clone())
         .map_err(Fatal::config)?;
     let store = Store::open(store_config(settings), SystemTime::now()).map_err(Fatal::config)?;
     let mut pipeline = Pipeline::new(store, sink);
+    pipeline.set_metrics(metrics.clone());
     pipeline.mark_recent_lines();
     Ok(pipeline)
 }

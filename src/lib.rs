@@ -13,7 +13,8 @@
 //! - [`sink`]: the destination file, FIFO or stdout, reopened on SIGHUP;
 //! - [`leader`]: leader election across hosts: one writer, handover without loss;
 //! - [`app`]: wires the stages together for one run of the daemon;
-//! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses.
+//! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses;
+//! - [`metrics`]: Prometheus metrics and the health endpoints.
 
 pub mod config;
 
@@ -32,3 +33,5 @@ pub mod leader;
 pub mod app;
 
 pub mod service;
+
+pub mod metrics;

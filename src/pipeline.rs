@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::dedup::{Probe, Store, StoreStats};
 use crate::leader::hold::Hold;
+use crate::metrics::{Metrics, PipelineTotals, StoreFigures};
 use crate::sink::Sink;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
@@ -65,7 +66,15 @@ pub struct Pipeline {
     counters: Counters,
     /// With leader election: whether to write, and a standby's marks of the leader's events.
     hold: Option<Hold>,
+    bytes_written: u64,
+    write_errors: u64,
+    metrics: Metrics,
+    /// When the store's figures were last published (they cost more than the counters).
+    store_published: Option<std::time::Instant>,
 }
+
+/// The store's figures are published at most this often.
+const STORE_FIGURES_EVERY: Duration = Duration::from_secs(1);
 
 impl Pipeline {
     pub fn new(store: Store, sink: Sink) -> Pipeline {
@@ -80,6 +89,40 @@ impl Pipeline {
             id: Vec::with_capacity(256),
             counters: Counters::default(),
             hold: None,
+            bytes_written: 0,
+            write_errors: 0,
+            metrics: Metrics::default(),
+            store_published: None,
+        }
+    }
+
+    /// Reports to `metrics` from now on (once per batch), starting with the figures so far.
+    pub fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
+        self.publish_metrics();
+    }
+
+    /// Per batch: the counters are a few relaxed stores; the store's figures, at most every
+    /// `STORE_FIGURES_EVERY` (and at each periodic flush, so a quiet spell shows the latest).
+    fn publish_metrics(&mut self) {
+        self.metrics.publish_pipeline(&PipelineTotals {
+            counters: self.counters,
+            pending: self.queued as u64,
+            bytes_written: self.bytes_written,
+            write_errors: self.write_errors,
+            reopens: self.sink.reopens(),
+        });
+        let now = std::time::Instant::now();
+        if self
+            .store_published
+            .is_none_or(|at| now.duration_since(at) >= STORE_FIGURES_EVERY)
+        {
+            self.store_published = Some(now);
+            self.metrics.publish_store(StoreFigures::new(
+                &self.store.stats(),
+                self.store.rotations(),
+                self.store.quarantined().len() as u64,
+            ));
         }
     }
 
@@ -318,6 +361,8 @@ impl Pipeline {
             hold.drain(&mut self.store);
         }
         if self.queued == 0 {
+            // Repeats and malformed events move the counters without a write.
+            self.publish_metrics();
             return Ok(());
         }
         if !gate_open(self.hold.as_ref(), shutdown).await? {
@@ -337,6 +382,8 @@ impl Pipeline {
         while let Err(e) = self.sink.write_lines(&self.lines[..limit], &mut done) {
             self.mark_written(&mut marked, done);
             failures += 1;
+            self.write_errors += 1;
+            self.publish_metrics();
             if failures == 1 {
                 tracing::error!(error = %e, events = self.queued, "cannot write events; holding them and retrying");
             } else {
@@ -378,10 +425,13 @@ impl Pipeline {
             }
         }
         self.counters.written += self.queued as u64;
+        self.bytes_written += self.lines.len() as u64;
         self.queued = 0;
         self.probes.clear();
         self.queued_keys.clear();
         self.lines.clear();
+        self.metrics.wrote(now);
+        self.publish_metrics();
         Ok(())
     }
 
@@ -420,7 +470,9 @@ impl Pipeline {
 
     /// Pushes the filters' dirty pages towards the disk without waiting (periodic) or waiting
     /// (shutdown).
-    pub fn flush_store(&self, wait: bool) {
+    pub fn flush_store(&mut self, wait: bool) {
+        self.store_published = None;
+        self.publish_metrics();
         let result = if wait {
             self.store.flush()
         } else {

@@ -23,6 +23,8 @@ pub struct Sink {
     reopen: Arc<AtomicBool>,
     /// When the path was first seen naming nothing while our file lives on elsewhere.
     missing_since: Option<Instant>,
+    /// Successful reopens: after SIGHUP, and because the path changed.
+    reopens: [u64; 2],
 }
 
 /// How long lines keep going to a file moved away (with nothing yet in its place) before the
@@ -78,6 +80,7 @@ impl Sink {
             output,
             reopen,
             missing_since: None,
+            reopens: [0; 2],
         })
     }
 
@@ -116,6 +119,11 @@ impl Sink {
         }
     }
 
+    /// Successful reopens so far: [after SIGHUP, because the path changed].
+    pub fn reopens(&self) -> [u64; 2] {
+        self.reopens
+    }
+
     pub fn describe(&self) -> String {
         match &self.destination {
             Destination::Stdout => "stdout".into(),
@@ -133,12 +141,14 @@ impl Sink {
     /// done is finished in the old file if that file still exists under some name, or else
     /// written again whole to the new one.
     pub fn write_lines(&mut self, lines: &[u8], done: &mut usize) -> Result<(), WriteError> {
-        if self.reopen.load(Ordering::SeqCst) || self.path_moved() {
+        let signalled = self.reopen.load(Ordering::SeqCst);
+        if signalled || self.path_moved() {
             self.settle_partial_line(lines, done)?;
             let output = open_output(&self.destination).map_err(WriteError::Reopen)?;
             self.output = output;
             self.missing_since = None;
             self.reopen.store(false, Ordering::SeqCst);
+            self.reopens[usize::from(!signalled)] += 1;
             tracing::info!(destination = %self.describe(), "reopened destination");
         }
         self.write_range(lines, done, lines.len())

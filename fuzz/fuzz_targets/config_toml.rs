@@ -110,4 +110,10 @@ fn same(a: &Settings, b: &Settings, described: &str) {
         "{}",
         ctx()
     );
+    assert_eq!(
+        a.metrics_address.value,
+        b.metrics_address.value,
+        "{}",
+        ctx()
+    );
 }

@@ -69,6 +69,8 @@ pub struct Cli {
     pub renew_deadline_sec: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::RETRY_PERIOD_SEC.help)]
     pub retry_period_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "ADDRESS", help = keys::METRICS_ADDRESS.help)]
+    pub metrics_address: Option<String>,
 }
 
 impl Cli {
@@ -93,6 +95,7 @@ impl Cli {
             "lease_duration_sec" => &self.lease_duration_sec,
             "renew_deadline_sec" => &self.renew_deadline_sec,
             "retry_period_sec" => &self.retry_period_sec,
+            "metrics_address" => &self.metrics_address,
             _ => &None,
         };
         v.as_deref()

@@ -73,6 +73,11 @@ pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     default_text: "300",
     help: "seconds a watch may deliver nothing before it is torn down and resumed",
 };
+pub const METRICS_ADDRESS: Key = Key {
+    toml: "metrics_address",
+    default_text: "off",
+    help: "IP address and port to serve /metrics, /healthz and /readyz on (e.g. 127.0.0.1:9784), or off",
+};
 
 pub const LEADER_ELECTION: Key = Key {
     toml: "leader_election",
@@ -129,6 +134,7 @@ pub const ALL: &[Key] = &[
     LEASE_DURATION_SEC,
     RENEW_DEADLINE_SEC,
     RETRY_PERIOD_SEC,
+    METRICS_ADDRESS,
 ];
 
 /// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.

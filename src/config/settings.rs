@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -49,6 +50,8 @@ pub struct Settings {
     pub lease_duration: Setting<Duration>,
     pub renew_deadline: Setting<Duration>,
     pub retry_period: Setting<Duration>,
+    /// None: no metrics or health endpoints (`off`).
+    pub metrics_address: Setting<Option<SocketAddr>>,
     /// The config file that was read, if any.
     pub config_file: Option<FileChoice>,
     /// Replay watch frames from this file (`-` = stdin) instead of the API server.
@@ -133,6 +136,7 @@ pub fn build(
     });
     check(keys::RENEW_DEADLINE_SEC, &|t| seconds(t).map(|_| ()));
     check(keys::RETRY_PERIOD_SEC, &|t| seconds(t).map(|_| ()));
+    check(keys::METRICS_ADDRESS, &|t| metrics_address(t).map(|_| ()));
     if errors.is_empty() {
         // The three timings only work in this order (client-go's rule): the leader must give
         // up writing before a standby may take over, and retry more than once before that.
@@ -195,6 +199,8 @@ pub fn build(
     let batch_count = num(keys::BATCH_COUNT, MAX_BATCH_COUNT);
     let batch_duration = num(keys::BATCH_DURATION_SEC, MAX_SECONDS);
     let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
+    let raw = get(keys::METRICS_ADDRESS);
+    let metrics_address = Setting::new(metrics_address(&raw.text).ok().flatten(), raw.origin);
     let raw = get(keys::LOG_TARGET);
     let log_target = Setting::new(log_target(&raw.text).unwrap_or(LogTarget::Auto), raw.origin);
     let raw = get(keys::LEADER_ELECTION);
@@ -237,6 +243,7 @@ pub fn build(
         lease_duration: secs(keys::LEASE_DURATION_SEC),
         renew_deadline: secs(keys::RENEW_DEADLINE_SEC),
         retry_period: secs(keys::RETRY_PERIOD_SEC),
+        metrics_address,
         config_file,
         replay,
     })
@@ -276,6 +283,18 @@ fn rate(text: &str) -> Result<f64, String> {
         Some(r) if r > 0.0 && r < 1.0 => Ok(r),
         _ => Err("a number strictly between 0 and 1, e.g. 0.01".into()),
     }
+}
+
+/// An IP address and port, or `off` (or nothing) for no endpoints. Port 0 takes a free port,
+/// which the log names (for tests).
+fn metrics_address(text: &str) -> Result<Option<SocketAddr>, String> {
+    let t = text.trim();
+    if t.is_empty() || t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse::<SocketAddr>().map(Some).map_err(|_| {
+        "an IP address and port, e.g. 127.0.0.1:9784 or [::1]:9784 (no host names), or off".into()
+    })
 }
 
 fn log_target(text: &str) -> Result<LogTarget, String> {
@@ -393,6 +412,15 @@ impl Settings {
                 &setting.origin,
             );
         }
+        let metrics = s
+            .metrics_address
+            .value
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
+        line(
+            "metrics_address",
+            quote(&metrics),
+            &s.metrics_address.origin,
+        );
         out
     }
 }

@@ -419,6 +419,11 @@ impl Store {
         }
     }
 
+    /// New filters started since the store was opened (by age or fill).
+    pub fn rotations(&self) -> u64 {
+        self.generation
+    }
+
     /// Files moved aside by [`Store::open`], with the reasons.
     pub fn quarantined(&self) -> &[Quarantined] {
         &self.quarantined

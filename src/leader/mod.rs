@@ -18,4 +18,4 @@ pub mod hold;
 pub mod lease;
 pub mod supervisor;
 
-pub use supervisor::run;
+pub use supervisor::{Source, run};

@@ -12,6 +12,7 @@ use super::elector::{ElectionConfig, Elector, Role};
 use super::gate::Gate;
 use super::hold::Hold;
 use crate::config::Settings;
+use crate::metrics::{self, Metrics};
 use crate::pipeline::Pipeline;
 use crate::service::progress::Progress;
 use crate::source::api::EventsApi;
@@ -22,10 +23,17 @@ use crate::source::watcher::Watcher;
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 /// Follows events under leader election until `shutdown`, then releases the Lease if held.
+/// What the supervisor follows events with: the client for the Lease, the events API and the
+/// metrics its watches report to.
+pub struct Source {
+    pub client: kube::Client,
+    pub api: EventsApi,
+    pub metrics: Metrics,
+}
+
 pub async fn run(
     settings: &Settings,
-    client: kube::Client,
-    api: EventsApi,
+    source: Source,
     pipeline: &mut Pipeline,
     progress: Progress,
     shutdown: watch::Receiver<bool>,
@@ -40,11 +48,17 @@ pub async fn run(
         identity = %cfg.identity,
         "leader election on: only the holder of the Lease writes events"
     );
-    let elector = Elector::new(client.clone(), cfg, gate.clone(), role_tx, progress.clone());
+    let Source {
+        client,
+        api,
+        metrics,
+    } = source;
+    let elector = Elector::new(client, cfg, gate.clone(), role_tx, progress.clone());
     let elector = tokio::spawn(elector.run(release_rx));
     let mut supervisor = Supervisor {
         settings,
         api,
+        metrics,
         gate,
         role: role_rx,
         shutdown,
@@ -61,6 +75,7 @@ pub async fn run(
 struct Supervisor<'a> {
     settings: &'a Settings,
     api: EventsApi,
+    metrics: Metrics,
     gate: Arc<Gate>,
     role: watch::Receiver<Role>,
     shutdown: watch::Receiver<bool>,
@@ -79,10 +94,14 @@ impl Supervisor<'_> {
             let role = self.role.borrow_and_update().clone();
             let term = match role {
                 Role::Leading { term, from } => {
+                    self.metrics.set_role(metrics::Role::Leader);
                     self.take_over(pipeline, from.as_deref());
                     Some(term)
                 }
-                Role::Standby | Role::Unknown => None,
+                Role::Standby | Role::Unknown => {
+                    self.metrics.set_role(metrics::Role::Standby);
+                    None
+                }
             };
             if !self.session(pipeline, term).await {
                 return;
@@ -140,6 +159,7 @@ impl Supervisor<'_> {
             shutdown: stop_rx,
             idle_timeout: self.settings.watch_idle_timeout.value,
             progress: self.progress.clone(),
+            metrics: self.metrics.clone(),
         };
         let run = watcher.run();
         tokio::pin!(run);

@@ -2,7 +2,7 @@
 //! watchdog) without it touching the hot path: the watcher updates it once per batch.
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::pipeline::Counters;
 use crate::source::diagnose::{Problem, Severity};
@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub phase: Phase,
     /// True once the first list finished or a resumed watch was accepted.
     pub ready: bool,
+    /// When `ready` first became true.
+    pub ready_at: Option<Instant>,
     pub resource_version: String,
     pub counters: Counters,
     /// The dedup store's short summary, refreshed every few seconds.
@@ -35,6 +37,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Whether the loop showed it is alive within `bound`: the systemd watchdog's condition,
+    /// which `/healthz` shares.
+    pub fn alive(&self, bound: Duration) -> bool {
+        self.heartbeat.elapsed() < bound
+    }
+
     /// The human line for systemd's STATUS=.
     pub fn status_line(&self) -> String {
         let c = self.counters;
@@ -81,6 +89,7 @@ impl Default for Progress {
             inner: Arc::new(Mutex::new(Snapshot {
                 phase: Phase::Connecting,
                 ready: false,
+                ready_at: None,
                 resource_version: String::new(),
                 counters: Counters::default(),
                 store: String::new(),
@@ -120,6 +129,7 @@ impl Progress {
     pub fn listed(&self, rv: &str) {
         self.update(|s| {
             s.ready = true;
+            s.ready_at.get_or_insert_with(Instant::now);
             s.problem = None;
             s.resource_version = rv.to_string();
         });
@@ -129,6 +139,7 @@ impl Progress {
         self.update(|s| {
             s.phase = Phase::Watching;
             s.ready = true;
+            s.ready_at.get_or_insert_with(Instant::now);
             s.problem = None;
             s.resource_version = rv.to_string();
         });

@@ -12,6 +12,15 @@ use crate::service::progress::Progress;
 /// STATUS= is refreshed at most this often, not per event.
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 
+/// The liveness bound outside systemd (or without a watchdog): the unit's `WatchdogSec=`.
+const DEFAULT_LIVENESS_BOUND: Duration = Duration::from_secs(60);
+
+/// How long the main loop may go without showing it is alive: the watchdog interval systemd
+/// gave (`WATCHDOG_USEC`), else the unit's default. `/healthz` uses the same bound.
+pub fn liveness_bound() -> Duration {
+    sd_notify::watchdog_enabled().unwrap_or(DEFAULT_LIVENESS_BOUND)
+}
+
 /// Runs until shutdown starts, then sends STOPPING=1.
 pub async fn notifier(progress: Progress, mut shutdown: watch::Receiver<bool>) {
     let watchdog = sd_notify::watchdog_enabled();
@@ -53,7 +62,7 @@ pub async fn notifier(progress: Progress, mut shutdown: watch::Receiver<bool>) {
         }
         if let Some(w) = watchdog
             && last_keepalive.elapsed() >= w / 2
-            && snap.heartbeat.elapsed() < w
+            && snap.alive(w)
         {
             send(&[NotifyState::Watchdog]);
             last_keepalive = Instant::now();

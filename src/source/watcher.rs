@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
+use crate::metrics::{Metrics, RelistCause, Request};
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::service::progress::Progress;
 use crate::source::backoff::sleep_alive;
@@ -33,6 +34,7 @@ pub struct Watcher<'a> {
     pub shutdown: watch::Receiver<bool>,
     pub idle_timeout: Duration,
     pub progress: Progress,
+    pub metrics: Metrics,
 }
 
 /// How one watch connection ended.
@@ -55,6 +57,9 @@ impl Watcher<'_> {
                 tracing::info!(resource_version = %v, "resuming the watch from the saved resourceVersion")
             }
             None => tracing::info!("no saved resourceVersion; listing all events"),
+        }
+        if rv.is_none() {
+            self.metrics.relist(RelistCause::Start);
         }
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut last_persist = Instant::now();
@@ -86,6 +91,7 @@ impl Watcher<'_> {
                         tracing::warn!(error = %e, "cannot remove the expired resourceVersion file");
                     }
                     rv = None;
+                    self.metrics.relist(RelistCause::Expired);
                 }
                 WatchEnd::Failed(problem) => {
                     if self
@@ -121,6 +127,7 @@ impl Watcher<'_> {
                 p = tokio::time::timeout(REQUEST_TIMEOUT, fetch.result()) => p,
                 _ = self.shutdown.changed() => return Err(Stopped),
             };
+            self.metrics.answer(Request::List, &page);
             let page = page.unwrap_or_else(|_| {
                 Err(ApiError::Body(format!(
                     "no answer to a list request within {}s",
@@ -133,6 +140,7 @@ impl Watcher<'_> {
                     // The server offers a token to carry on inconsistently; starting over is
                     // simpler to reason about and the store absorbs the repeats.
                     tracing::info!("the list's continue token expired; starting the list again");
+                    self.metrics.relist(RelistCause::Expired);
                     token = None;
                     list_rv = None;
                     continue;
@@ -226,6 +234,7 @@ impl Watcher<'_> {
             w = tokio::time::timeout(REQUEST_TIMEOUT, self.api.watch(from, timeout)) => w,
             _ = self.shutdown.changed() => return WatchEnd::Stopped,
         };
+        self.metrics.answer(Request::Watch, &opened);
         let mut body: WatchBody = match opened {
             Ok(Ok(b)) => b,
             Ok(Err(e)) if e.is_gone() => return WatchEnd::Gone,
@@ -265,6 +274,7 @@ impl Watcher<'_> {
                 }
                 },
             };
+            self.metrics.watch_chunk(&chunk);
             let bytes = match chunk {
                 Err(_) => {
                     tracing::info!(
@@ -378,6 +388,7 @@ impl Watcher<'_> {
             },
             FrameType::Error => {
                 let e = ApiError::from_status_body(0, f.object);
+                self.metrics.api_error(Request::Watch, &e);
                 if e.is_gone() {
                     return Some(WatchEnd::Gone);
                 }

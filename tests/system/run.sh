@@ -332,6 +332,33 @@ check_started() {
         sh -c 'printf "%s" "$1" | grep -q "kube-event-pipe started"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
     check "$fmt: no warning about a config file or kubeconfig readable by others" \
         sh -c '! printf "%s" "$1" | grep "readable by every local user"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
+    check_metrics "$fmt"
+}
+
+# check_metrics FORMAT: the packaged config serves the endpoints on 127.0.0.1:9784 (the
+# container shares the host's network): /readyz turns 200 once the watch runs, and /metrics,
+# read under the unit's sandbox (ProtectProc=invisible, ProcSubset=pid, the syscall filter),
+# has the sync done and the process's own figures.
+METRICS=http://127.0.0.1:9784
+check_metrics() {
+    local fmt=$1 scrape
+    for _ in $(seq 1 100); do
+        curl -fsS -o /dev/null "$METRICS/readyz" 2>/dev/null && break
+        sleep 0.1
+    done
+    check "$fmt: GET $METRICS/readyz answers 200 ($(curl -sS "$METRICS/readyz" 2>&1))" \
+        curl -fsS -o /dev/null "$METRICS/readyz"
+    check "$fmt: GET $METRICS/healthz answers 200" curl -fsS -o /dev/null "$METRICS/healthz"
+    scrape=$(curl -fsS "$METRICS/metrics")
+    check "$fmt: /metrics: initial sync done, process CPU, memory and descriptors read in the sandbox" \
+        sh -c 'for re in "^kube_event_pipe_initial_sync_done 1" "^process_cpu_seconds_total [0-9]" \
+                   "^process_resident_memory_bytes [1-9]" "^process_open_fds [1-9]" "^process_max_fds [1-9]"; do
+                   printf "%s\n" "$1" | grep -q "$re" || { echo "missing: $re" >&2; exit 1; }
+               done' _ "$scrape"
+    if command -v promtool >/dev/null; then
+        check "$fmt: promtool check metrics finds no problem in the scrape" \
+            sh -c 'out=$(printf "%s\n" "$1" | promtool check metrics 2>&1) && [ -z "$out" ]' _ "$scrape"
+    fi
 }
 
 check_no_user_files() {
