@@ -22,6 +22,10 @@ use crate::wire::text::is_ascii;
 /// grow memory, and small enough that a crash repeats little.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// A batch is also committed once this many events were found in the Python tool's files, so
+/// the identities waiting to be recorded stay few.
+const ADOPTED_MAX: usize = 4096;
+
 /// Write retries back off from the first to the last, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -59,6 +63,12 @@ pub struct Pipeline {
     queued_keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     queued: usize,
     id: Vec<u8>,
+    /// Scratch for the Python kube-event-pipe's identity of an event (`name-count`).
+    original_key: Vec<u8>,
+    /// Identities of events found in the Python kube-event-pipe's files, to be recorded in
+    /// our store at the next commit (not at once: a rotation in the middle of a batch would
+    /// change the probe keys `queued_keys` holds).
+    adopted: Vec<Vec<u8>>,
     counters: Counters,
 }
 
@@ -73,6 +83,8 @@ impl Pipeline {
             queued_keys: HashSet::default(),
             queued: 0,
             id: Vec::with_capacity(256),
+            original_key: Vec::new(),
+            adopted: Vec::new(),
             counters: Counters::default(),
         }
     }
@@ -132,7 +144,7 @@ impl Pipeline {
     /// resourceVersion, when it has one, is copied into `resource_version`, which saves the
     /// watcher a second parse of the object.
     pub fn offer_object(&mut self, object: &[u8], resource_version: &mut String) -> Offered {
-        self.offer(object, Some(resource_version), |obj, out| {
+        self.offer(object, Some(resource_version), Via::Watch, |obj, out| {
             frame::write_watch_object(obj, out);
             Ok(())
         })
@@ -140,7 +152,7 @@ impl Pipeline {
 
     /// An item of a list page, which lacks kind and apiVersion.
     pub fn offer_list_item(&mut self, item: &[u8], index: usize) -> Offered {
-        self.offer(item, None, |obj, out| {
+        self.offer(item, None, Via::List, |obj, out| {
             frame::write_list_item(obj, index, out)
         })
     }
@@ -158,7 +170,7 @@ impl Pipeline {
         };
         view.identity_into(&mut self.id);
         let index = item.index;
-        self.offer_identified(view, item.bytes, None, |obj, out| {
+        self.offer_identified(view, item.bytes, None, Via::List, |obj, out| {
             frame::write_list_item(obj, index, out)
         })
     }
@@ -179,18 +191,23 @@ impl Pipeline {
             std::str::from_utf8(object).ok()?;
         }
         let view = identity::identity_into(object, &mut self.id).ok()?;
-        Some(
-            self.offer_identified(view, object, Some(resource_version), |obj, out| {
+        Some(self.offer_identified(
+            view,
+            object,
+            Some(resource_version),
+            Via::Watch,
+            |obj, out| {
                 frame::write_watch_object(obj, out);
                 Ok(())
-            }),
-        )
+            },
+        ))
     }
 
     fn offer(
         &mut self,
         object: &[u8],
         resource_version: Option<&mut String>,
+        via: Via,
         write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
     ) -> Offered {
         let view = match identity::identity_into(object, &mut self.id) {
@@ -201,7 +218,7 @@ impl Pipeline {
                 return Offered::Malformed;
             }
         };
-        self.offer_identified(view, object, resource_version, write)
+        self.offer_identified(view, object, resource_version, via, write)
     }
 
     /// The rest of an offer, once `self.id` holds the identity of `view`.
@@ -210,6 +227,7 @@ impl Pipeline {
         view: EventView<'_>,
         object: &[u8],
         resource_version: Option<&mut String>,
+        via: Via,
         write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
     ) -> Offered {
         if let (Some(out), Some(rv)) = (resource_version, &view.resource_version) {
@@ -222,6 +240,11 @@ impl Pipeline {
         if queued_already || in_store {
             self.counters.skipped += 1;
             tracing::trace!(event = %view, "already written");
+            return Offered::Seen;
+        }
+        if self.store.has_originals() && self.written_by_original(&view, via) {
+            self.counters.skipped += 1;
+            tracing::trace!(event = %view, "already written by the Python kube-event-pipe");
             return Offered::Seen;
         }
         let mark = self.lines.len();
@@ -245,9 +268,43 @@ impl Pipeline {
         Offered::Queued
     }
 
+    /// Whether the Python kube-event-pipe's files hold the event under its identity
+    /// `name-count`; if so, the event is recorded under ours too, so a later copy of the same
+    /// state (a DELETED notification, a re-list after those files aged out) is known without
+    /// them. That tool ignored `series.count`: an event that has one and comes through the
+    /// watch has changed since it was listed, so it is a new occurrence whatever those files
+    /// say; a listed one is what the server held when the daemon (re)listed, which those files
+    /// may well have written.
+    fn written_by_original(&mut self, view: &EventView<'_>, via: Via) -> bool {
+        if via == Via::Watch && view.series_count.is_some() {
+            return false;
+        }
+        if !self
+            .store
+            .written_by_original(&view.name, view.count, &mut self.original_key)
+        {
+            return false;
+        }
+        self.adopted.push(self.id.clone());
+        true
+    }
+
+    /// Records the identities of [`Pipeline::adopted`] events in our store.
+    fn mark_adopted(&mut self) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        for id in self.adopted.drain(..) {
+            if let Err(e) = self.store.insert(&id, now) {
+                tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
+            }
+        }
+    }
+
     /// Whether the batch is big enough that the source should commit before offering more.
     pub fn batch_full(&self) -> bool {
-        self.lines.len() >= BATCH_BYTES
+        self.lines.len() >= BATCH_BYTES || self.adopted.len() >= ADOPTED_MAX
     }
 
     pub fn has_queued(&self) -> bool {
@@ -260,6 +317,7 @@ impl Pipeline {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Interrupted> {
+        self.mark_adopted();
         if self.queued == 0 {
             return Ok(());
         }
@@ -342,6 +400,14 @@ impl Pipeline {
             tracing::warn!(error = %e, "cannot flush the dedup filters");
         }
     }
+}
+
+/// Where an offered event came from: a list page (the server's state at the time) or the
+/// watch (a change since).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    List,
+    Watch,
 }
 
 /// The hasher of `queued_keys`: its keys are already SipHash digests, so they are used as is.
