@@ -242,7 +242,7 @@ impl Pipeline {
             tracing::trace!(event = %view, "already written");
             return Offered::Seen;
         }
-        if self.store.has_originals() && self.written_by_original(&view, via) {
+        if via == Via::List && self.store.has_originals() && self.written_by_original(&view) {
             self.counters.skipped += 1;
             tracing::trace!(event = %view, "already written by the Python kube-event-pipe");
             return Offered::Seen;
@@ -268,17 +268,15 @@ impl Pipeline {
         Offered::Queued
     }
 
-    /// Whether the Python kube-event-pipe's files hold the event under its identity
-    /// `name-count`; if so, the event is recorded under ours too, so a later copy of the same
-    /// state (a DELETED notification, a re-list after those files aged out) is known without
-    /// them. That tool ignored `series.count`: an event that has one and comes through the
-    /// watch has changed since it was listed, so it is a new occurrence whatever those files
-    /// say; a listed one is what the server held when the daemon (re)listed, which those files
-    /// may well have written.
-    fn written_by_original(&mut self, view: &EventView<'_>, via: Via) -> bool {
-        if via == Via::Watch && view.series_count.is_some() {
-            return false;
-        }
+    /// Whether the Python kube-event-pipe's files hold a listed event under that tool's
+    /// identity `name-count`; if so, the event is recorded under ours too. Those files can only
+    /// hold events from before the switch, and the daemon's first list delivers all of those
+    /// that the server still has; recorded then, they are known to our own filter when they
+    /// come again (DELETED notifications, re-lists), also after those files aged out.
+    /// Everything the watch delivers is a change since a list, so it is never looked up there:
+    /// that could only add false positives, and would take a `series.count` bump, which
+    /// that tool's identity ignores, for a repeat.
+    fn written_by_original(&mut self, view: &EventView<'_>) -> bool {
         if !self
             .store
             .written_by_original(&view.name, view.count, &mut self.original_key)
@@ -403,7 +401,7 @@ impl Pipeline {
 }
 
 /// Where an offered event came from: a list page (the server's state at the time) or the
-/// watch (a change since).
+/// watch (a change since). Replayed kubectl streams count as the watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
     List,
