@@ -21,7 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../tests/support/fake_apiserver.rs"]
+#[path = "../tests/support/fake_apiserver/mod.rs"]
 mod fake_apiserver;
 
 use std::fs::File;

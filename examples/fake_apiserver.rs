@@ -31,12 +31,15 @@
 //! - `POST   /fake/fault`  body: `{"fault":"drop_watches","half_frame":true}` | `{"fault":"stall"}`
 //!   | `{"fault":"unstall"}` | `{"fault":"malformed","line":"..."}` | `{"fault":"expire_watches"}`
 //!   | `{"fault":"fail","status":500|429|503,"count":N,"retry_after":S,"target":"any|list|watch"}`
-//!   | `{"fault":"clear"}`
+//!   | `{"fault":"refuse_lease_updates","holder":"cp-1"}` | `{"fault":"clear"}`
+//! - `GET    /fake/leases/{ns}/{name}`           the Lease as stored
+//! - `POST   /fake/leases/{ns}/{name}?holder=H&duration=S`  another program takes or renews
+//!   the Lease for H (renewTime now)
 //! - `GET    /fake/requests`, `DELETE /fake/requests`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../tests/support/fake_apiserver.rs"]
+#[path = "../tests/support/fake_apiserver/mod.rs"]
 mod fake_apiserver;
 
 use std::io::Write;

@@ -55,6 +55,12 @@ wf("kubectl-pretty-truncated", pretty[: len(pretty) * 3 // 4], b"\x05")
 wf("kubectl-small-limit", kubectl[0] + b"\n" + kubectl[1] + b"\n", small=True)
 wf("kubectl-glued", kubectl[0] + kubectl[1])
 wf("kubectl-garbage-then-frame", b"x}\n" + kubectl[0] + b'\n{"cut": "a\n' + kubectl[1] + b"\n")
+chunked = lines(f"{FIX}/kubectl-watch-chunked.json")
+wf("kubectl-list-chunks", b"\n".join(chunked) + b"\n", b"\x40\x07")
+wf("kubectl-list-chunk-pretty", json.dumps(json.loads(chunked[2]), indent=4, sort_keys=True).encode() + b"\n")
+wf("kubectl-list-chunk-odd-items", b'{"type":"ADDED","object":{"apiVersion":"v1","items":[{"metadata":{"name":"a"}},{"count":1},'
+   b'[1],{"metadata":{"name":"s\\ud800"}}],"kind":"EventList","metadata":{"resourceVersion":"7"}}}\n'
+   b'{"type":"ADDED","object":{"items":[],"kind":"EventList"}}\n')
 sample = read("samples/kubectl-watch-events.json")
 wf("samples-head", sample[:3000], b"\x02\x00")
 

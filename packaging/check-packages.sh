@@ -138,7 +138,8 @@ if /usr/bin/python3 - packaging/rbac.yaml <<'EOF'; then
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 kinds = sorted(d["kind"] for d in docs)
-assert kinds == ["ClusterRole", "ClusterRoleBinding", "Secret", "ServiceAccount"], kinds
+assert kinds == ["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Secret",
+                 "ServiceAccount"], kinds
 by = {d["kind"]: d for d in docs}
 sa = by["ServiceAccount"]["metadata"]
 assert (sa["name"], sa["namespace"]) == ("kube-event-pipe", "kube-system"), sa
@@ -149,12 +150,24 @@ assert crb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Clus
                           "name": by["ClusterRole"]["metadata"]["name"]}, crb["roleRef"]
 assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "kube-event-pipe",
                             "namespace": "kube-system"}], crb["subjects"]
+role = by["Role"]
+assert role["metadata"]["namespace"] == "kube-system", role["metadata"]
+assert role["rules"] == [
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "resourceNames": ["kube-event-pipe"], "verbs": ["get", "update"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+], role["rules"]
+rb = by["RoleBinding"]
+assert rb["metadata"]["namespace"] == "kube-system", rb["metadata"]
+assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                         "name": role["metadata"]["name"]}, rb["roleRef"]
+assert rb["subjects"] == crb["subjects"], rb["subjects"]
 sec = by["Secret"]
 assert sec["type"] == "kubernetes.io/service-account-token", sec["type"]
 assert sec["metadata"]["namespace"] == "kube-system"
 assert sec["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "kube-event-pipe"
 EOF
-    pass "rbac.yaml: ServiceAccount kube-system/kube-event-pipe, ClusterRole exactly get/list/watch on core events, its binding, a service-account-token Secret"
+    pass "rbac.yaml: ServiceAccount kube-system/kube-event-pipe, ClusterRole exactly get/list/watch on core events, a Role with get/update on the one Lease and create on leases in kube-system, their bindings, a service-account-token Secret"
 else
     fail "rbac.yaml does not grant exactly what it should (see the assertion above)"
 fi

@@ -1,5 +1,6 @@
-//! Runs the daemon with checked settings: open the destination and the store, connect, then
-//! follow events until a stop signal.
+//! Runs the daemon with checked settings: load the kubeconfig, make first contact with the API
+//! server on a first start, open the destination and the store, then follow events until a
+//! stop signal.
 
 use std::time::SystemTime;
 
@@ -11,7 +12,7 @@ use crate::service::progress::Progress;
 use crate::service::{signals, systemd};
 use crate::sink::Sink;
 use crate::source::resume::ResumePoint;
-use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
+use crate::source::{api::EventsApi, connect, first_contact, replay, watcher::Watcher};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
     crate::service::allocator::tune();
@@ -28,43 +29,57 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let mut shutdown = signals.shutdown.clone();
 
-    // Start-up problems the operator must fix are reported before anything is fetched, so a
-    // misconfigured unit fails at once with exit status 2.
-    let sink = Sink::open(settings.destination.value.clone(), signals.reopen.clone())
-        .map_err(Fatal::config)?;
-    let store = Store::open(store_config(&settings), SystemTime::now()).map_err(Fatal::config)?;
-    let mut pipeline = Pipeline::new(store, sink);
-    pipeline.mark_recent_lines();
-
     if let Some(path) = &settings.replay {
+        let mut pipeline = open_pipeline(&settings, &signals)?;
         let result = replay::run(path, &mut pipeline, &mut shutdown).await;
         pipeline.flush_store(true);
         return result.map_err(Fatal::config);
     }
 
+    // Nothing is created on disk before the kubeconfig has loaded: a start that fails here
+    // leaves no file behind. Start-up problems the operator must fix are reported before
+    // anything is fetched, so a misconfigured unit fails at once with exit status 2.
     crate::service::permissions::warn_about_readable_files(&settings);
-    let client = connect::client(&settings).await.map_err(Fatal::config)?;
-    tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    let connection = connect::connect(&settings).await.map_err(Fatal::config)?;
+    let api = EventsApi::new(connection.client.clone()).with_contact(connection.contact);
     let progress = Progress::default();
-    progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
-    Watcher {
-        api: EventsApi::new(client),
-        pipeline: &mut pipeline,
-        resume: ResumePoint::new(&settings.persistence_path.value),
-        shutdown,
-        idle_timeout: settings.watch_idle_timeout.value,
-        progress,
-    }
-    .run()
-    .await;
-    // The notifier sent STOPPING=1 as soon as the shutdown began; give it a moment to finish.
-    if tokio::time::timeout(std::time::Duration::from_secs(1), notifier)
-        .await
-        .is_err()
+    if first_contact::is_first_start(&settings.persistence_path.value)
+        && first_contact::wait_for_api(&api, &progress, &mut shutdown)
+            .await
+            .is_err()
     {
-        tracing::debug!("the systemd notifier did not finish in time");
+        stop_notifier(notifier).await;
+        tracing::info!("stopped before the API server answered; nothing was written");
+        return Ok(());
     }
+
+    let mut pipeline = open_pipeline(&settings, &signals)?;
+    tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    progress.store(pipeline.store_stats().to_string(), pipeline.counters());
+    if settings.leader_election.value {
+        crate::leader::run(
+            &settings,
+            connection.client,
+            api,
+            &mut pipeline,
+            progress,
+            shutdown,
+        )
+        .await;
+    } else {
+        Watcher {
+            api,
+            pipeline: &mut pipeline,
+            resume: ResumePoint::new(&settings.persistence_path.value),
+            shutdown,
+            idle_timeout: settings.watch_idle_timeout.value,
+            progress,
+        }
+        .run()
+        .await;
+    }
+    stop_notifier(notifier).await;
     let c = pipeline.counters();
     tracing::info!(
         written = c.written,
@@ -73,6 +88,27 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         "stopped"
     );
     Ok(())
+}
+
+/// Opens the destination and the dedup store (creating them when missing), and marks what a
+/// killed run wrote.
+fn open_pipeline(settings: &Settings, signals: &signals::Signals) -> Result<Pipeline, Fatal> {
+    let sink = Sink::open(settings.destination.value.clone(), signals.reopen.clone())
+        .map_err(Fatal::config)?;
+    let store = Store::open(store_config(settings), SystemTime::now()).map_err(Fatal::config)?;
+    let mut pipeline = Pipeline::new(store, sink);
+    pipeline.mark_recent_lines();
+    Ok(pipeline)
+}
+
+/// The notifier sent STOPPING=1 as soon as the shutdown began; give it a moment to finish.
+async fn stop_notifier(notifier: tokio::task::JoinHandle<()>) {
+    if tokio::time::timeout(std::time::Duration::from_secs(1), notifier)
+        .await
+        .is_err()
+    {
+        tracing::debug!("the systemd notifier did not finish in time");
+    }
 }
 
 fn store_config(settings: &Settings) -> StoreConfig {

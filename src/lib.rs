@@ -11,6 +11,7 @@
 //! - [`dedup`]: the rotated, mmapped bloom filters that remember what was written;
 //! - [`pipeline`]: source → dedup → sink, an event written before it is marked as seen;
 //! - [`sink`]: the destination file, FIFO or stdout, reopened on SIGHUP;
+//! - [`leader`]: leader election across hosts: one writer, handover without loss;
 //! - [`app`]: wires the stages together for one run of the daemon;
 //! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses.
 
@@ -25,6 +26,8 @@ pub mod dedup;
 pub mod pipeline;
 
 pub mod sink;
+
+pub mod leader;
 
 pub mod app;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::dedup::{Probe, Store, StoreStats};
+use crate::leader::hold::Hold;
 use crate::sink::Sink;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
@@ -43,6 +44,8 @@ pub enum Offered {
     Queued,
     Seen,
     Malformed,
+    /// Not written: a standby under leader election left it to the leader.
+    Followed,
 }
 
 /// Returned by `commit` when shutdown was asked for while the batch could not be written; the
@@ -70,6 +73,8 @@ pub struct Pipeline {
     /// change the probe keys `queued_keys` holds).
     adopted: Vec<Vec<u8>>,
     counters: Counters,
+    /// With leader election: whether to write, and a standby's marks of the leader's events.
+    hold: Option<Hold>,
 }
 
 impl Pipeline {
@@ -86,6 +91,25 @@ impl Pipeline {
             original_key: Vec::new(),
             adopted: Vec::new(),
             counters: Counters::default(),
+            hold: None,
+        }
+    }
+
+    /// Leader election: events are written only while `hold` says this host leads (and may
+    /// write); otherwise they go to the hold, which marks those the leader has written.
+    pub fn follow(&mut self, hold: Hold) {
+        self.hold = Some(hold);
+    }
+
+    /// This host becomes the leader: see [`Hold::take_over`]. Lines still queued from an
+    /// earlier term are dropped: the watch from the recorded version brings them again.
+    pub fn take_over(&mut self) -> usize {
+        if self.queued > 0 {
+            self.drop_queued();
+        }
+        match &mut self.hold {
+            Some(hold) => hold.take_over(&mut self.store),
+            None => 0,
         }
     }
 
@@ -160,6 +184,32 @@ impl Pipeline {
     /// A list item as [`crate::wire::list_page::ListReader`] hands it out, checked and identified
     /// by its one JSON pass.
     pub fn offer_read_item(&mut self, item: Item<'_>) -> Offered {
+        let index = item.index;
+        self.offer_read(item, None, |obj, out| {
+            frame::write_list_item(obj, index, out)
+        })
+    }
+
+    /// An item of a list that came as a watch object (a list chunk kubectl printed as one
+    /// frame, [`crate::wire::list_object`]): it carries its own kind and apiVersion, so it is
+    /// written as a watch object is.
+    pub fn offer_listed_object(
+        &mut self,
+        item: Item<'_>,
+        resource_version: &mut String,
+    ) -> Offered {
+        self.offer_read(item, Some(resource_version), |obj, out| {
+            frame::write_watch_object(obj, out);
+            Ok(())
+        })
+    }
+
+    fn offer_read(
+        &mut self,
+        item: Item<'_>,
+        resource_version: Option<&mut String>,
+        write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
+    ) -> Offered {
         let view = match item.view {
             Ok(view) => view,
             Err(e) => {
@@ -169,10 +219,7 @@ impl Pipeline {
             }
         };
         view.identity_into(&mut self.id);
-        let index = item.index;
-        self.offer_identified(view, item.bytes, None, Via::List, |obj, out| {
-            frame::write_list_item(obj, index, out)
-        })
+        self.offer_identified(view, item.bytes, resource_version, Via::List, write)
     }
 
     /// [`Pipeline::offer_object`] for an object taken from a frame without parsing the frame
@@ -247,6 +294,13 @@ impl Pipeline {
             tracing::trace!(event = %view, "already written by the Python kube-event-pipe");
             return Offered::Seen;
         }
+        if let Some(hold) = &mut self.hold
+            && !hold.writing()
+        {
+            let rv = view.resource_version.as_deref();
+            hold.offer(&self.id, probe, rv, &mut self.store);
+            return Offered::Followed;
+        }
         let mark = self.lines.len();
         if let Err(e) = write(object, &mut self.lines) {
             self.lines.truncate(mark);
@@ -316,17 +370,27 @@ impl Pipeline {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Interrupted> {
         self.mark_adopted();
+        if let Some(hold) = &mut self.hold {
+            hold.drain(&mut self.store);
+        }
         if self.queued == 0 {
             return Ok(());
         }
+        if !gate_open(self.hold.as_ref(), shutdown).await? {
+            self.drop_queued();
+            return Ok(());
+        }
         let mut done = 0;
+        // The end of what may be written: all of it, unless this host stops leading while the
+        // destination fails; then only the line a failed write cut short is finished.
+        let mut limit = self.lines.len();
         // Lines (and their bytes) already marked as seen: a failed attempt may have got some
         // lines out whole, and those are marked at once, so a crash while the destination keeps
         // failing (a full disk) repeats none of them.
         let mut marked = (0, 0);
         let mut failures = 0u32;
         let mut delay = RETRY_FIRST;
-        while let Err(e) = self.sink.write_lines(&self.lines, &mut done) {
+        while let Err(e) = self.sink.write_lines(&self.lines[..limit], &mut done) {
             self.mark_written(&mut marked, done);
             failures += 1;
             if failures == 1 {
@@ -342,9 +406,20 @@ impl Pipeline {
                 _ = shutdown.changed() => return Err(Interrupted),
             }
             delay = (delay * 2).min(RETRY_MAX);
+            if !gate_open(self.hold.as_ref(), shutdown).await? {
+                limit = memchr::memchr(b'\n', &self.lines[done..]).map_or(done, |i| done + i + 1);
+                if done == 0 || self.lines[done - 1] == b'\n' {
+                    limit = done;
+                }
+            }
         }
         if failures > 0 {
             tracing::info!(failures, "writing events again");
+        }
+        if limit < self.lines.len() {
+            self.mark_written(&mut marked, done);
+            self.drop_queued();
+            return Ok(());
         }
         // Every line is out: mark the ones a failed attempt did not, without looking for their
         // ends (a byte scan of the whole batch was 15% of the initial sync's CPU).
@@ -364,6 +439,19 @@ impl Pipeline {
         self.queued_keys.clear();
         self.lines.clear();
         Ok(())
+    }
+
+    /// Forgets the queued lines unwritten and unmarked: this host stopped leading, and the
+    /// next leader writes them (they are past the version this host recorded as written).
+    fn drop_queued(&mut self) {
+        tracing::debug!(
+            events = self.queued,
+            "not leading: the queued events are left to the leader"
+        );
+        self.queued = 0;
+        self.probes.clear();
+        self.queued_keys.clear();
+        self.lines.clear();
     }
 
     /// Marks the identities of the lines that end within `lines[..done]` and are not marked
@@ -400,8 +488,41 @@ impl Pipeline {
     }
 }
 
+/// Leader election: whether a batch may be written. True without election, and while this host
+/// leads with a fresh renewal; false once it no longer leads (the batch is then dropped, unwritten
+/// and unmarked). While it leads but its renewal is late, neither: the write waits until the
+/// renewal succeeds or the election gives up. Dropping then could lose the batch, since a late
+/// renewal that succeeds would record the watch's position past it.
+async fn gate_open(
+    hold: Option<&Hold>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<bool, Interrupted> {
+    let Some(hold) = hold else {
+        return Ok(true);
+    };
+    loop {
+        if !hold.writing() {
+            return Ok(false);
+        }
+        if hold.may_write() {
+            return Ok(true);
+        }
+        if *shutdown.borrow() {
+            return Err(Interrupted);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(GATE_POLL) => {}
+            _ = shutdown.changed() => return Err(Interrupted),
+        }
+    }
+}
+
+/// How often a write held back by a late renewal looks at the gate again.
+const GATE_POLL: Duration = Duration::from_millis(20);
+
 /// Where an offered event came from: a list page (the server's state at the time) or the
-/// watch (a change since). Replayed kubectl streams count as the watch.
+/// watch (a change since). In a replayed kubectl stream, list chunks count as a list and
+/// single events as the watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Via {
     List,

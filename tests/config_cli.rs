@@ -130,6 +130,48 @@ fn cases() -> Vec<Case> {
             env: ("90", "90"),
             flag: ("30", "30"),
         },
+        Case {
+            key: "leader_election",
+            default: "false",
+            file: ("true", "true"),
+            env: ("yes", "true"),
+            flag: ("off", "false"),
+        },
+        Case {
+            key: "lease_namespace",
+            default: "\"kube-system\"",
+            file: ("\"ops\"", "\"ops\""),
+            env: ("infra", "\"infra\""),
+            flag: ("monitoring", "\"monitoring\""),
+        },
+        Case {
+            key: "lease_name",
+            default: "\"kube-event-pipe\"",
+            file: ("\"events.example\"", "\"events.example\""),
+            env: ("event-pipe", "\"event-pipe\""),
+            flag: ("pipe", "\"pipe\""),
+        },
+        Case {
+            key: "lease_duration_sec",
+            default: "15",
+            file: ("30", "30"),
+            env: ("20", "20"),
+            flag: ("12", "12"),
+        },
+        Case {
+            key: "renew_deadline_sec",
+            default: "10",
+            file: ("8", "8"),
+            env: ("5.5", "5.5"),
+            flag: ("4", "4"),
+        },
+        Case {
+            key: "retry_period_sec",
+            default: "2",
+            file: ("1", "1"),
+            env: ("0.5", "0.5"),
+            flag: ("3", "3"),
+        },
     ]
 }
 
@@ -228,6 +270,24 @@ fn invalid_values_are_reported_with_key_origin_value_and_allowed() {
         ("persistence_path", "plainfile/sub", "not a directory"),
         ("destination", "", "must not be empty"),
         ("watch_idle_timeout_sec", "0", "a positive integer"),
+        ("leader_election", "maybe", "true or false"),
+        ("lease_namespace", "Kube_System", "a namespace name"),
+        ("lease_name", "-bad", "an object name"),
+        ("identity", "two words", "without blanks"),
+        ("lease_duration_sec", "0", "a positive integer"),
+        ("renew_deadline_sec", "0", "a number of seconds"),
+        ("retry_period_sec", "soon", "a number of seconds"),
+        // The renew deadline must fall between 1.2 retry periods and the lease duration.
+        (
+            "renew_deadline_sec",
+            "20",
+            "less than lease_duration_sec (15, built-in default)",
+        ),
+        (
+            "renew_deadline_sec",
+            "2",
+            "more than 1.2 × retry_period_sec (2, built-in default)",
+        ),
     ];
     for (key, value, allowed) in bad {
         let flag = format!("--{}", key.replace('_', "-"));
@@ -380,6 +440,13 @@ fn check_config_prints_every_setting_with_its_source() {
         "context",
         "log_target",
         "watch_idle_timeout_sec",
+        "leader_election",
+        "lease_namespace",
+        "lease_name",
+        "identity",
+        "lease_duration_sec",
+        "renew_deadline_sec",
+        "retry_period_sec",
     ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }
@@ -423,4 +490,49 @@ fn journald_unavailable_falls_back_to_stderr_with_one_warning() {
     );
     assert!(err.contains("logging to stderr"), "{err}");
     assert!(!stdout(&o).contains("unavailable"), "logs leaked to stdout");
+}
+
+#[test]
+fn identity_defaults_to_the_host_name() {
+    let dir = TempDir::new().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let o = run(dir.path(), &["--check-config"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        effective(&o, "identity"),
+        (
+            format!("identity = \"{}\"", host.trim()),
+            "built-in default".into()
+        )
+    );
+    let o = run(
+        dir.path(),
+        &["--check-config", "--identity", "cp-1"],
+        &[("KUBE_EVENT_PIPE_IDENTITY", "cp-2")],
+    );
+    assert_eq!(
+        effective(&o, "identity"),
+        (
+            "identity = \"cp-1\"".into(),
+            "command-line flag --identity".into()
+        )
+    );
+}
+
+#[test]
+fn leader_election_flag_alone_turns_it_on_and_help_says_replay_ignores_it() {
+    let dir = TempDir::new().unwrap();
+    let o = run(dir.path(), &["--check-config", "--leader-election"], &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(effective(&o, "leader_election").0, "leader_election = true");
+    let help = stdout(&run(dir.path(), &["--help"], &[]));
+    let source = help
+        .split("--source")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no --source in:\n{help}"));
+    assert!(
+        source[..source.find("--destination").unwrap_or(source.len())]
+            .contains("ignores leader election"),
+        "{help}"
+    );
 }

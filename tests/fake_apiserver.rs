@@ -212,17 +212,31 @@ fn tls(fake: &FakeApiServer, config: Arc<rustls::ClientConfig>) -> (Box<dyn Stre
 }
 
 fn request_on(
+    conn: (Box<dyn Stream>, TcpStream),
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+) -> io::Result<Http> {
+    request_with_body(conn, method, target, headers, b"")
+}
+
+fn request_with_body(
     (mut s, tcp): (Box<dyn Stream>, TcpStream),
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
+    body: &[u8],
 ) -> io::Result<Http> {
     let mut req = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     req.push_str("\r\n");
     s.write_all(req.as_bytes())?;
+    s.write_all(body)?;
     s.flush()?;
     let mut reader = BufReader::new(s);
     let mut line = String::new();
@@ -1226,4 +1240,158 @@ fn encoded_lists_serve_the_same_events_encoded_per_request() {
         let parse = |s: &str| without_nulls(serde_json::from_str(s).unwrap());
         assert_eq!(parse(a), parse(b));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases
+// ---------------------------------------------------------------------------------------------
+
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases";
+
+/// A Lease request as the capture's client sent it (User-Agent `capture`).
+fn lease_request(fake: &FakeApiServer, method: &str, target: &str, body: &str) -> (u16, String) {
+    let headers = [
+        ("User-Agent", "capture"),
+        ("Content-Type", "application/json"),
+    ];
+    let http = request_with_body(plain(fake), method, target, &headers, body.as_bytes()).unwrap();
+    let status = http.status;
+    (status, http.body().trim_end().to_string())
+}
+
+/// The values a server makes up itself (uid, resourceVersion, timestamps of the write)
+/// replaced by `X`.
+fn norm_lease(s: &str) -> String {
+    let mut out = s.to_string();
+    for key in ["uid", "resourceVersion", "creationTimestamp", "time"] {
+        let pat = format!("\"{key}\":\"");
+        let mut from = 0;
+        while let Some(i) = out[from..].find(&pat) {
+            let start = from + i + pat.len();
+            let end = start + out[start..].find('"').unwrap();
+            out.replace_range(start..end, "X");
+            from = start + 1;
+        }
+    }
+    out
+}
+
+fn status_of(fixture_name: &str) -> u16 {
+    fixture(&format!("{fixture_name}.status"))
+        .lines()
+        .next()
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn json_field(body: &str, pointer: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    v.pointer(pointer)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn leases_answer_create_get_update_and_conflicts_as_the_captures() {
+    let fake = FakeApiServer::start(Options::default());
+    let create = r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"kube-event-pipe","namespace":"kube-system","annotations":{"example.org/note":"capture"}},"spec":{"holderIdentity":"cp-1","leaseDurationSeconds":15,"acquireTime":"2026-11-30T10:32:00.000000Z","renewTime":"2026-11-30T10:32:00Z","leaseTransitions":0}}"#;
+    let (status, created) = lease_request(&fake, "POST", LEASES, create);
+    assert_eq!(status, status_of("lease-create.json"));
+    // renewTime was sent without a fraction: stored, like every MicroTime, with six digits.
+    assert_eq!(
+        norm_lease(&created),
+        norm_lease(fixture("lease-create.json").trim_end())
+    );
+    let rv: u64 = json_field(&created, "/metadata/resourceVersion")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(rv > fake.compacted_rv(), "from the store's counter: {rv}");
+
+    let (status, again) = lease_request(&fake, "POST", LEASES, create);
+    assert_eq!(status, status_of("lease-create-exists.json"));
+    assert_eq!(again, fixture("lease-create-exists.json").trim_end());
+
+    let (status, got) = lease_request(&fake, "GET", &format!("{LEASES}/kube-event-pipe"), "");
+    assert_eq!(status, status_of("lease-get.json"));
+    assert_eq!(got, created);
+    assert_eq!(
+        norm_lease(&got),
+        norm_lease(fixture("lease-get.json").trim_end())
+    );
+
+    let (status, missing) = lease_request(&fake, "GET", &format!("{LEASES}/missing-lease"), "");
+    assert_eq!(status, status_of("lease-get-missing.json"));
+    assert_eq!(missing, fixture("lease-get-missing.json").trim_end());
+
+    // Take it over: the object read, holder cp-2, one more transition.
+    let update = got
+        .replace("\"holderIdentity\":\"cp-1\"", "\"holderIdentity\":\"cp-2\"")
+        .replace("\"leaseTransitions\":0", "\"leaseTransitions\":1");
+    let target = format!("{LEASES}/kube-event-pipe");
+    let (status, updated) = lease_request(&fake, "PUT", &target, &update);
+    assert_eq!(status, status_of("lease-update.json"));
+    assert_eq!(
+        norm_lease(&updated),
+        norm_lease(fixture("lease-update.json").trim_end())
+    );
+    let new_rv: u64 = json_field(&updated, "/metadata/resourceVersion")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(new_rv > rv);
+    assert_eq!(
+        json_field(&updated, "/metadata/uid"),
+        json_field(&created, "/metadata/uid")
+    );
+
+    // The same PUT again carries a stale resourceVersion now.
+    let (status, conflict) = lease_request(&fake, "PUT", &target, &update);
+    assert_eq!(status, status_of("lease-update-conflict.json"));
+    assert_eq!(conflict, fixture("lease-update-conflict.json").trim_end());
+
+    // Leases share the events' counter but never show up among them.
+    let rv_before = fake.current_rv();
+    fake.create("default", "e1", r#"{"reason":"R"}"#);
+    assert_eq!(fake.current_rv(), rv_before + 1);
+    assert_eq!(fake.len(), 1);
+    assert_eq!(
+        fake.lease_holder("kube-system", "kube-event-pipe")
+            .as_deref(),
+        Some("cp-2")
+    );
+}
+
+#[test]
+fn lease_updates_of_a_refused_holder_fail_until_cleared() {
+    let fake = FakeApiServer::start(Options::default());
+    fake.hold_lease("kube-system", "l", "cp-1", 15);
+    let target = format!("{LEASES}/l");
+    let (_, got) = lease_request(&fake, "GET", &target, "");
+    assert_eq!(json_field(&got, "/spec/holderIdentity"), "cp-1");
+    assert_eq!(json_field(&got, "/spec/leaseTransitions"), 0);
+    fake.refuse_lease_updates("cp-1");
+    let (status, body) = lease_request(&fake, "PUT", &target, &got);
+    assert_eq!(status, 500, "{body}");
+    // Another holder's update goes through.
+    let other = got.replace("\"holderIdentity\":\"cp-1\"", "\"holderIdentity\":\"cp-2\"");
+    let (status, updated) = lease_request(&fake, "PUT", &target, &other);
+    assert_eq!(status, 200, "{updated}");
+    fake.clear_faults();
+    let back = updated.replace("\"holderIdentity\":\"cp-2\"", "\"holderIdentity\":\"cp-1\"");
+    let (status, _) = lease_request(&fake, "PUT", &target, &back);
+    assert_eq!(status, 200);
+    // A PUT without a resourceVersion is invalid, as on the real server.
+    let (status, body) = lease_request(
+        &fake,
+        "PUT",
+        &target,
+        r#"{"metadata":{"name":"l"},"spec":{"holderIdentity":"x"}}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("metadata.resourceVersion"), "{body}");
 }

@@ -530,8 +530,12 @@ fn run_as_nobody(layout: &Layout, args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_message() {
+    // The kubeconfig works (it is loaded, and on a first start the API server answered,
+    // before anything is created on disk).
+    let api = FakeApiServer::start(Options::default());
     // A destination whose directory does not exist: as any user.
     let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let missing_dir = layout.path("no-such-dir/events.log");
     let missing = missing_dir.display().to_string();
     let mut d = start(&layout, &["--destination", &missing]);
@@ -556,7 +560,7 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
     std::fs::create_dir(&root_only).unwrap();
     let p = |p: PathBuf| p.display().to_string();
     let kc = p(layout.kubeconfig());
-    std::fs::write(&kc, "").unwrap();
+    api.write_kubeconfig(&kc, Auth::None);
 
     // Runs as nobody with this state directory and destination; it must exit 2. The log.
     let exits_2 = |state: PathBuf, dest: PathBuf| {
@@ -891,7 +895,12 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
             "{what}: {}",
             d.stderr()
         );
-        assert!(d.stderr().contains(logged), "{what}: {}", d.stderr());
+        // stderr is collected by a reader thread, which may lag the file on a loaded machine.
+        assert!(
+            wait_until(T, || d.stderr().contains(logged)),
+            "{what}: {}",
+            d.stderr()
+        );
     }
     let n = written.len();
     assert!(

@@ -4,63 +4,13 @@
 
 mod support;
 
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, Layout, command, lines, wait_until};
 use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target};
+use support::notify::Listener;
 
 const T: Duration = Duration::from_secs(20);
-
-/// Every datagram received, with its arrival time.
-struct Listener {
-    path: PathBuf,
-    got: Arc<Mutex<Vec<(Instant, String)>>>,
-}
-
-impl Listener {
-    fn new(layout: &Layout) -> Listener {
-        let path = layout.path("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let sink = got.clone();
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; 4096];
-            while let Ok(n) = sock.recv(&mut buf) {
-                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().unwrap().push((Instant::now(), msg));
-            }
-        });
-        Listener { path, got }
-    }
-
-    fn messages(&self) -> Vec<(Instant, String)> {
-        self.got.lock().unwrap().clone()
-    }
-
-    fn lines_with(&self, prefix: &str) -> Vec<(Instant, String)> {
-        self.messages()
-            .into_iter()
-            .flat_map(|(t, m)| {
-                m.lines()
-                    .filter(|l| l.starts_with(prefix))
-                    .map(|l| (t, l.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    }
-
-    fn wait_for(&self, prefix: &str) -> (Instant, String) {
-        assert!(
-            wait_until(T, || !self.lines_with(prefix).is_empty()),
-            "no {prefix} in {:?}",
-            self.messages()
-        );
-        self.lines_with(prefix)[0].clone()
-    }
-}
 
 fn start(layout: &Layout, listener: &Listener, env: &[(&str, &str)], extra: &[&str]) -> Daemon {
     let mut args = layout.args();
@@ -195,6 +145,43 @@ fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls()
             .iter()
             .any(|(t, _)| *t > resumed)),
         "keep-alives did not resume; log:\n{}",
+        d.stderr()
+    );
+    d.stop();
+}
+
+#[test]
+fn a_standby_is_ready_says_who_leads_and_keeps_the_watchdog_fed() {
+    let api = FakeApiServer::start(Options::default());
+    // Another host holds the Lease for an hour: this daemon stays a standby.
+    api.hold_lease("kube-system", "kube-event-pipe", "cp-other", 3600);
+    api.create("n", "e1", &event(1));
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let listener = Listener::new(&layout);
+    let d = start(
+        &layout,
+        &listener,
+        &[("WATCHDOG_USEC", "2000000")],
+        &["--leader-election", "--identity", "cp-this"],
+    );
+    listener.wait_for("READY=1");
+    let (_, status) = listener.wait_for("STATUS=standby; leader is cp-other since ");
+    assert!(status.contains("watching"), "{status}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        listener.lines_with("WATCHDOG=1").len() >= 2,
+        "the watchdog starves while standing by: {:?}",
+        listener.messages()
+    );
+    assert!(lines(&layout.out()).is_empty(), "a standby wrote");
+
+    // The other host lets go: this one leads, writes, and says so.
+    api.hold_lease("kube-system", "kube-event-pipe", "", 1);
+    listener.wait_for("STATUS=leading since ");
+    assert!(
+        wait_until(T, || lines(&layout.out()).len() == 1),
+        "{}",
         d.stderr()
     );
     d.stop();

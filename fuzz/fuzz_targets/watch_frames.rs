@@ -11,15 +11,17 @@
 //! 2. The kubectl replay splitter, fed all at once and in the chunks above: both must give the
 //!    same objects and the same errors, each object must be the exact bytes of the stream at
 //!    the reported offset, and a stream of whitespace-separated JSON objects must split into
-//!    exactly those objects.
+//!    exactly those objects. A split-out frame whose object is a list (a chunk of kubectl's
+//!    initial list) must give the list's exact items, each written as one line.
 #![no_main]
 
 use kube_event_pipe::wire::frame::{
     self, FrameType, object_resource_version, parse_list, parse_status, parse_watch_frame,
 };
 use kube_event_pipe::wire::identity;
-use kube_event_pipe::wire::list_page::{Envelope, Item, ListReader, PageError};
 use kube_event_pipe::wire::kubectl_stream::{SplitError, Splitter};
+use kube_event_pipe::wire::list_object::list_items;
+use kube_event_pipe::wire::list_page::{Envelope, Item, ListReader, PageError};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -253,6 +255,47 @@ fn split(stream: &[u8], chunks: &[usize], max_len: usize) -> Vec<Piece> {
     out
 }
 
+/// A replayed frame object that is a list (a chunk kubectl printed as one frame) stands for
+/// its items: each is the exact bytes of an item of the object, as the two-pass list parse
+/// finds them, identified items are UTF-8, and each is written as one line holding the same
+/// JSON. Anything else is not a list, and is offered as one event.
+fn replayed_list(object: &[u8]) {
+    let Some(items) = list_items(object) else {
+        return;
+    };
+    // The two-pass parse refuses repeated keys, which the one-pass reader lets the last win.
+    if let Ok(page) = parse_list(object) {
+        assert!(
+            page.kind.as_deref().is_some_and(|k| k.ends_with("List")),
+            "a list without a List kind: {:?}",
+            page.kind
+        );
+        let got: Vec<&[u8]> = items.iter().map(|i| i.bytes).collect();
+        assert_eq!(
+            got, page.items,
+            "the replay split the list's items differently"
+        );
+    }
+    for item in &items {
+        assert!(
+            is_subslice(object, item.bytes),
+            "list item is not borrowed from the frame"
+        );
+        if item.view.is_ok() {
+            std::str::from_utf8(item.bytes).expect("an identified list item is not UTF-8");
+        }
+        let mut line = Vec::new();
+        frame::write_watch_object(item.bytes, &mut line);
+        assert!(
+            !has_line_break(&line),
+            "replayed list item has a raw line break"
+        );
+        if let Some(v) = decode(item.bytes, "list item") {
+            assert_eq!(decode(&line, "replayed list item"), Some(v));
+        }
+    }
+}
+
 fn splitter(stream: &[u8], chunks: &[usize], max_len: usize) {
     let whole = split(stream, &[], max_len);
     if !chunks.is_empty() {
@@ -285,6 +328,7 @@ fn splitter(stream: &[u8], chunks: &[usize], max_len: usize) {
                 frame::write_watch_object(f.object, &mut line);
                 assert!(!has_line_break(&line), "replayed line has a raw line break");
                 decode(&line, "replayed line");
+                replayed_list(f.object);
             }
             objects.push(o);
         }

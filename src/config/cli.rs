@@ -27,7 +27,8 @@ pub struct Cli {
     pub check_config: bool,
 
     /// Read watch frames (as `kubectl get events -A -w --output-watch-events -o json` prints
-    /// them) from this file, or `-` for stdin, instead of the API server
+    /// them) from this file, or `-` for stdin, instead of the API server. A replay ignores
+    /// leader election: it always writes
     #[arg(long, value_name = "PATH")]
     pub source: Option<PathBuf>,
 
@@ -53,6 +54,21 @@ pub struct Cli {
     pub log_target: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::WATCH_IDLE_TIMEOUT_SEC.help)]
     pub watch_idle_timeout_sec: Option<String>,
+    // `--leader-election` alone means true.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", help = keys::LEADER_ELECTION.help)]
+    pub leader_election: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "NAMESPACE", help = keys::LEASE_NAMESPACE.help)]
+    pub lease_namespace: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME", help = keys::LEASE_NAME.help)]
+    pub lease_name: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME", help = keys::IDENTITY.help)]
+    pub identity: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::LEASE_DURATION_SEC.help)]
+    pub lease_duration_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::RENEW_DEADLINE_SEC.help)]
+    pub renew_deadline_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::RETRY_PERIOD_SEC.help)]
+    pub retry_period_sec: Option<String>,
 }
 
 impl Cli {
@@ -70,6 +86,13 @@ impl Cli {
             "context" => &self.context,
             "log_target" => &self.log_target,
             "watch_idle_timeout_sec" => &self.watch_idle_timeout_sec,
+            "leader_election" => &self.leader_election,
+            "lease_namespace" => &self.lease_namespace,
+            "lease_name" => &self.lease_name,
+            "identity" => &self.identity,
+            "lease_duration_sec" => &self.lease_duration_sec,
+            "renew_deadline_sec" => &self.renew_deadline_sec,
+            "retry_period_sec" => &self.retry_period_sec,
             _ => &None,
         };
         v.as_deref()

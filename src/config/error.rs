@@ -31,7 +31,7 @@ pub enum ConfigError {
         suggestion: Option<String>,
     },
 
-    #[error("{} ({origin}) is a TOML {found}; allowed: a string or a number", key.toml)]
+    #[error("{} ({origin}) is a TOML {found}; allowed: a string, a number or a boolean", key.toml)]
     FileValueType {
         key: Key,
         origin: Origin,

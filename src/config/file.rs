@@ -100,13 +100,14 @@ pub fn parse(
     }
 }
 
-/// Strings, integers and floats all become text, so the file accepts what the environment does
+/// Strings, integers, floats and booleans all become text, so the file accepts what the environment does
 /// (`"1_000_000"` as well as `1_000_000`).
 fn scalar_text(value: &toml::Value) -> Option<String> {
     match value {
         toml::Value::String(s) => Some(s.clone()),
         toml::Value::Integer(i) => Some(i.to_string()),
         toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
         _ => None,
     }
 }

@@ -74,6 +74,42 @@ pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     help: "seconds a watch may deliver nothing before it is torn down and resumed",
 };
 
+pub const LEADER_ELECTION: Key = Key {
+    toml: "leader_election",
+    default_text: "false",
+    help: "only the holder of the Lease writes events (for several control-plane hosts; ignored with --source)",
+};
+pub const LEASE_NAMESPACE: Key = Key {
+    toml: "lease_namespace",
+    default_text: "kube-system",
+    help: "namespace of the leader election Lease",
+};
+pub const LEASE_NAME: Key = Key {
+    toml: "lease_name",
+    default_text: "kube-event-pipe",
+    help: "name of the leader election Lease",
+};
+pub const IDENTITY: Key = Key {
+    toml: "identity",
+    default_text: "",
+    help: "this host's name in the Lease's holderIdentity (else the host name)",
+};
+pub const LEASE_DURATION_SEC: Key = Key {
+    toml: "lease_duration_sec",
+    default_text: "15",
+    help: "seconds a standby waits after the last renewal it saw before it takes the Lease over",
+};
+pub const RENEW_DEADLINE_SEC: Key = Key {
+    toml: "renew_deadline_sec",
+    default_text: "10",
+    help: "seconds the leader may go without a successful renewal before it gives up the Lease",
+};
+pub const RETRY_PERIOD_SEC: Key = Key {
+    toml: "retry_period_sec",
+    default_text: "2",
+    help: "seconds between renewals (leader) and between looks at the Lease (standby)",
+};
+
 pub const ALL: &[Key] = &[
     DESTINATION,
     LOG_LEVEL,
@@ -86,6 +122,13 @@ pub const ALL: &[Key] = &[
     CONTEXT,
     LOG_TARGET,
     WATCH_IDLE_TIMEOUT_SEC,
+    LEADER_ELECTION,
+    LEASE_NAMESPACE,
+    LEASE_NAME,
+    IDENTITY,
+    LEASE_DURATION_SEC,
+    RENEW_DEADLINE_SEC,
+    RETRY_PERIOD_SEC,
 ];
 
 /// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.

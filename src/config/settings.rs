@@ -41,6 +41,14 @@ pub struct Settings {
     pub context: Option<Setting<String>>,
     pub log_target: Setting<LogTarget>,
     pub watch_idle_timeout: Setting<Duration>,
+    pub leader_election: Setting<bool>,
+    pub lease_namespace: Setting<String>,
+    pub lease_name: Setting<String>,
+    /// Default: the host name.
+    pub identity: Setting<String>,
+    pub lease_duration: Setting<Duration>,
+    pub renew_deadline: Setting<Duration>,
+    pub retry_period: Setting<Duration>,
     /// The config file that was read, if any.
     pub config_file: Option<FileChoice>,
     /// Replay watch frames from this file (`-` = stdin) instead of the API server.
@@ -52,6 +60,8 @@ const MAX_CAPACITY: u64 = 1_000_000_000;
 const MAX_BATCH_COUNT: u64 = 1000;
 /// Ten years; anything longer is a typo, and it keeps `Duration` arithmetic far from overflow.
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
+/// Leader election timings beyond an hour would leave a cluster without a writer for that long.
+const MAX_LEASE_SECONDS: u64 = 3600;
 
 /// Picks, for every key, the value of the highest layer that sets it, then checks them all,
 /// reporting every problem at once rather than one per run.
@@ -114,6 +124,40 @@ pub fn build(
     check(keys::WATCH_IDLE_TIMEOUT_SEC, &|t| {
         positive(t, MAX_SECONDS).map(|_| ())
     });
+    check(keys::LEADER_ELECTION, &|t| values::boolean(t).map(|_| ()));
+    check(keys::LEASE_NAMESPACE, &|t| values::dns_label(t));
+    check(keys::LEASE_NAME, &|t| values::dns_subdomain(t));
+    check(keys::IDENTITY, &|t| values::holder_identity(t));
+    check(keys::LEASE_DURATION_SEC, &|t| {
+        positive(t, MAX_LEASE_SECONDS).map(|_| ())
+    });
+    check(keys::RENEW_DEADLINE_SEC, &|t| seconds(t).map(|_| ()));
+    check(keys::RETRY_PERIOD_SEC, &|t| seconds(t).map(|_| ()));
+    if errors.is_empty() {
+        // The three timings only work in this order (client-go's rule): the leader must give
+        // up writing before a standby may take over, and retry more than once before that.
+        let value = |key: Key| {
+            let raw = pick(&key).unwrap_or_else(|| RawValue {
+                text: key.default_text.to_string(),
+                origin: Origin::Default,
+            });
+            (seconds(&raw.text).unwrap_or_default(), raw)
+        };
+        let (duration, duration_raw) = value(keys::LEASE_DURATION_SEC);
+        let (deadline, deadline_raw) = value(keys::RENEW_DEADLINE_SEC);
+        let (retry, retry_raw) = value(keys::RETRY_PERIOD_SEC);
+        if deadline >= duration || deadline <= retry.mul_f64(1.2) {
+            errors.push(ConfigError::Invalid {
+                key: keys::RENEW_DEADLINE_SEC,
+                value: deadline_raw.text,
+                origin: deadline_raw.origin,
+                allowed: format!(
+                    "less than lease_duration_sec ({}, {}) and more than 1.2 × retry_period_sec ({}, {})",
+                    duration_raw.text, duration_raw.origin, retry_raw.text, retry_raw.origin
+                ),
+            });
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -153,6 +197,20 @@ pub fn build(
     let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
     let raw = get(keys::LOG_TARGET);
     let log_target = Setting::new(log_target(&raw.text).unwrap_or(LogTarget::Auto), raw.origin);
+    let raw = get(keys::LEADER_ELECTION);
+    let leader_election = Setting::new(values::boolean(&raw.text).unwrap_or(false), raw.origin);
+    let text = |key: Key| {
+        let raw = get(key);
+        Setting::new(raw.text.trim().to_string(), raw.origin)
+    };
+    let identity = match pick(&keys::IDENTITY) {
+        Some(raw) => Setting::new(raw.text.trim().to_string(), raw.origin),
+        None => Setting::default(values::host_name()),
+    };
+    let secs = |key: Key| {
+        let raw = get(key);
+        Setting::new(seconds(&raw.text).unwrap_or_default(), raw.origin)
+    };
 
     Ok(Settings {
         destination,
@@ -172,6 +230,13 @@ pub fn build(
         context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
         log_target,
         watch_idle_timeout: Setting::new(Duration::from_secs(idle.value), idle.origin),
+        leader_election,
+        lease_namespace: text(keys::LEASE_NAMESPACE),
+        lease_name: text(keys::LEASE_NAME),
+        identity,
+        lease_duration: secs(keys::LEASE_DURATION_SEC),
+        renew_deadline: secs(keys::RENEW_DEADLINE_SEC),
+        retry_period: secs(keys::RETRY_PERIOD_SEC),
         config_file,
         replay,
     })
@@ -190,6 +255,18 @@ fn positive(text: &str, max: u64) -> Result<u64, String> {
         Some(n) if n >= 1 && n <= max => Ok(n),
         _ => Err(format!(
             "a positive integer from 1 to {max} (underscores between digits are allowed, e.g. 1_000_000)"
+        )),
+    }
+}
+
+/// A duration in seconds with up to millisecond precision, from 0.1 s to an hour.
+fn seconds(text: &str) -> Result<Duration, String> {
+    match values::float(text) {
+        Some(s) if (0.1..=MAX_LEASE_SECONDS as f64).contains(&s) => {
+            Ok(Duration::from_millis((s * 1000.0).round() as u64))
+        }
+        _ => Err(format!(
+            "a number of seconds from 0.1 to {MAX_LEASE_SECONDS}, e.g. 2 or 0.5"
         )),
     }
 }
@@ -295,6 +372,27 @@ impl Settings {
         );
         let idle = s.watch_idle_timeout.value.as_secs().to_string();
         line("watch_idle_timeout_sec", idle, &s.watch_idle_timeout.origin);
+        let on = s.leader_election.value.to_string();
+        line("leader_election", on, &s.leader_election.origin);
+        let ns = quote(&s.lease_namespace.value);
+        line("lease_namespace", ns, &s.lease_namespace.origin);
+        line(
+            "lease_name",
+            quote(&s.lease_name.value),
+            &s.lease_name.origin,
+        );
+        line("identity", quote(&s.identity.value), &s.identity.origin);
+        for (key, setting) in [
+            ("lease_duration_sec", &s.lease_duration),
+            ("renew_deadline_sec", &s.renew_deadline),
+            ("retry_period_sec", &s.retry_period),
+        ] {
+            line(
+                key,
+                setting.value.as_secs_f64().to_string(),
+                &setting.origin,
+            );
+        }
         out
     }
 }

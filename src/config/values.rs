@@ -36,6 +36,71 @@ fn underscores_between_digits(t: &str) -> bool {
     })
 }
 
+/// true/false, yes/no, on/off, 1/0, any case.
+pub fn boolean(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err("true or false (also yes/no, on/off, 1/0)".into()),
+    }
+}
+
+/// A Kubernetes namespace name (RFC 1123 label).
+pub fn dns_label(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 63
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !text.starts_with('-')
+        && !text.ends_with('-');
+    ok.then_some(()).ok_or_else(|| {
+        "a namespace name: at most 63 lower-case letters, digits and '-', starting and ending \
+         with a letter or digit"
+            .into()
+    })
+}
+
+/// A Kubernetes object name (RFC 1123 subdomain).
+pub fn dns_subdomain(text: &str) -> Result<(), String> {
+    let ok = !text.is_empty()
+        && text.len() <= 253
+        && text.split('.').all(|part| dns_label(part).is_ok());
+    ok.then_some(()).ok_or_else(|| {
+        "an object name: at most 253 lower-case letters, digits, '-' and '.', each part \
+         starting and ending with a letter or digit"
+            .into()
+    })
+}
+
+/// What goes into a Lease's holderIdentity: printable, no blanks, so logs and STATUS= show it
+/// unambiguously.
+pub fn holder_identity(text: &str) -> Result<(), String> {
+    let t = text.trim();
+    let ok = !t.is_empty() && t.len() <= 253 && t.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(()).ok_or_else(|| {
+        "a non-empty name of at most 253 printable ASCII characters without blanks, unique \
+         to this host"
+            .into()
+    })
+}
+
+/// The host name (uname's nodename), what the Lease names this host by default.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname(2) NUL-terminates within it
+    // (the last byte stays 0 since we pass one less).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len() - 1) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
+    if rc != 0 || holder_identity(&name).is_err() {
+        // A host without a usable name still gets a working default; the operator sees it in
+        // --check-config and can set `identity`.
+        return format!("kube-event-pipe-{}", std::process::id());
+    }
+    name
+}
+
 /// Python logging level names and Rust tracing level names, any case.
 pub fn log_level(text: &str) -> Option<(LevelFilter, &'static str)> {
     Some(match text.trim().to_ascii_uppercase().as_str() {

@@ -22,7 +22,18 @@ pub fn init(level: LevelFilter, target: LogTarget) -> LogTarget {
     // when it is a warning or worse, unless the operator asked for less than that.
     let filter = Targets::new()
         .with_default(level.min(LevelFilter::WARN))
-        .with_target(env!("CARGO_CRATE_NAME"), level);
+        .with_target(env!("CARGO_CRATE_NAME"), level)
+        // kube's HTTP trace layer logs every failed request as an ERROR ("failed with error
+        // client error (Connect)") that says less than our own line about the same failure,
+        // and repeats it on every retry: shown only when debugging.
+        .with_target(
+            "kube_client::client::builder",
+            if level >= LevelFilter::DEBUG {
+                level
+            } else {
+                LevelFilter::OFF
+            },
+        );
 
     let want_journal = match target {
         LogTarget::Journald => true,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::pipeline::Counters;
+use crate::source::diagnose::{Problem, Severity};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -22,8 +23,11 @@ pub struct Snapshot {
     pub counters: Counters,
     /// The dedup store's short summary, refreshed every few seconds.
     pub store: String,
-    /// The failure being retried, if any.
+    /// The failure being retried (`retrying: …`) or what a person must fix first (`waiting
+    /// for …`), if any.
     pub problem: Option<String>,
+    /// With leader election: "leading since …" or "standby; leader is … since …".
+    pub role: Option<String>,
     /// When the loop last showed it is alive: it received data, got an answer, or ticked while
     /// waiting on an open watch or a back-off. Waiting on an unanswered request does not count,
     /// so a stalled API server stops the watchdog keep-alive.
@@ -39,7 +43,12 @@ impl Snapshot {
             Phase::Listing => "listing",
             Phase::Watching => "watching",
         };
-        let mut line = format!(
+        let mut line = self
+            .role
+            .as_ref()
+            .map(|r| format!("{r}; "))
+            .unwrap_or_default();
+        line += &format!(
             "{phase}; {} written, {} skipped, resourceVersion {}",
             c.written,
             c.skipped,
@@ -54,7 +63,7 @@ impl Snapshot {
             line.push_str(&self.store);
         }
         if let Some(p) = &self.problem {
-            line.push_str("; retrying: ");
+            line.push_str("; ");
             line.push_str(p);
         }
         line
@@ -76,6 +85,7 @@ impl Default for Progress {
                 counters: Counters::default(),
                 store: String::new(),
                 problem: None,
+                role: None,
                 heartbeat: Instant::now(),
             })),
         }
@@ -139,7 +149,24 @@ impl Progress {
         });
     }
 
+    pub fn set_role(&self, role: &str) {
+        self.update(|s| s.role = Some(role.to_string()));
+    }
+
     pub fn failing(&self, cause: &str) {
-        self.update(|s| s.problem = Some(cause.to_string()));
+        self.update(|s| s.problem = Some(format!("retrying: {cause}")));
+    }
+
+    /// A failure a person must fix; `what` is what the daemon waits for.
+    pub fn waiting_for(&self, what: &str) {
+        self.update(|s| s.problem = Some(format!("waiting for {what}")));
+    }
+
+    /// Shows a described failure: retried, or waiting for a person.
+    pub fn problem(&self, what: &str, problem: &Problem) {
+        match problem.severity {
+            Severity::Transient => self.failing(&format!("{what}: {}", problem.waiting_for)),
+            Severity::NeedsPerson => self.waiting_for(&problem.waiting_for),
+        }
     }
 }

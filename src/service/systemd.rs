@@ -44,7 +44,7 @@ pub async fn notifier(progress: Progress, mut shutdown: watch::Receiver<bool>) {
             let due = last_status.as_ref().is_none_or(|(at, old)| {
                 at.elapsed() >= STATUS_EVERY && *old != line
                     // A new problem is worth telling at once (systemctl status shows why).
-                    || (snap.problem.is_some() && !old.contains("retrying"))
+                    || snap.problem.as_deref().is_some_and(|p| !old.contains(p))
             });
             if due {
                 send(&[NotifyState::Status(&line)]);

@@ -1,11 +1,14 @@
 //! The two requests the daemon makes, with raw bodies: kube's typed API would re-serialize the
 //! events, and they must be written byte for byte.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 
+use crate::source::diagnose::{Contact, Problem};
 use crate::wire::frame;
 
 /// Events per list page: large enough to list quickly, small enough that memory stays flat.
@@ -55,6 +58,8 @@ impl ApiError {
 #[derive(Clone)]
 pub struct EventsApi {
     client: kube::Client,
+    /// Where and as whom, to describe failures.
+    contact: Arc<Contact>,
 }
 
 /// An open watch response whose body is read chunk by chunk.
@@ -83,7 +88,23 @@ impl WatchBody {
 
 impl EventsApi {
     pub fn new(client: kube::Client) -> EventsApi {
-        EventsApi { client }
+        EventsApi {
+            client,
+            contact: Arc::default(),
+        }
+    }
+
+    /// Failures are described with this server, kubeconfig, context and user.
+    pub fn with_contact(self, contact: Contact) -> EventsApi {
+        EventsApi {
+            contact: Arc::new(contact),
+            ..self
+        }
+    }
+
+    /// A failed request, described for the operator ([`Contact::diagnose`]).
+    pub fn diagnose(&self, error: &ApiError) -> Problem {
+        self.contact.diagnose(error)
     }
 
     /// One page of the cluster-wide event list.
@@ -93,7 +114,18 @@ impl EventsApi {
             uri.push_str("&continue=");
             uri.push_str(&percent_encode(token));
         }
-        let (status, body) = self.send(&uri).await?;
+        self.get(&uri).await
+    }
+
+    /// The cheapest request that needs all that listing needs (a connection, trust in the
+    /// server's certificate, valid credentials, permission to list events): one event.
+    pub async fn probe(&self) -> Result<(), ApiError> {
+        self.get("/api/v1/events?limit=1").await.map(drop)
+    }
+
+    /// A whole response body, or the `Status` of an error answer.
+    async fn get(&self, uri: &str) -> Result<Bytes, ApiError> {
+        let (status, body) = self.send(uri).await?;
         let bytes = body
             .collect()
             .await

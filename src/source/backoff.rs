@@ -1,6 +1,13 @@
-//! Exponential back-off with full jitter, and the "log a failure once, log the recovery" rule.
+//! Exponential back-off with full jitter, and the "log a failure once, log the recovery" rule;
+//! a failure that needs a person is an error and waits the longest.
 
 use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::pipeline::Interrupted;
+use crate::service::progress::Progress;
+use crate::source::diagnose::{Problem, Severity};
 
 pub struct Backoff {
     first: Duration,
@@ -23,6 +30,8 @@ impl Backoff {
     }
 
     /// Records a failure, logs it if its cause is new, and returns how long to wait.
+    ///
+    /// The cause is in the message itself: `journalctl` and `systemctl status` show only that.
     pub fn failure(&mut self, what: &str, cause: &str) -> Duration {
         self.failures += 1;
         let cap = self.next;
@@ -30,23 +39,57 @@ impl Backoff {
         // Full jitter: many daemons restarted together by one API outage do not come back in
         // step.
         let wait = cap.mul_f64(0.5 + 0.5 * unit_random());
-        if self.logged.as_deref() != Some(cause) {
+        if self.is_new(cause) {
             tracing::warn!(
-                error = cause,
                 failures = self.failures,
-                "{what} failed; retrying in {:.1}s",
+                "{what} failed: {cause}; retrying in {:.1}s",
                 wait.as_secs_f64()
             );
-            self.logged = Some(cause.to_string());
         } else {
             tracing::debug!(
-                error = cause,
                 failures = self.failures,
-                "{what} failed again; retrying in {:.1}s",
+                "{what} failed again: {cause}; retrying in {:.1}s",
                 wait.as_secs_f64()
             );
         }
         wait
+    }
+
+    /// [`Backoff::failure`] for a described problem: a transient one is a warning, retried
+    /// with back-off; one that needs a person is an error, retried at the slowest pace (the
+    /// fix is picked up without a restart, and the server is not hammered meanwhile).
+    pub fn problem(&mut self, what: &str, problem: &Problem) -> Duration {
+        if problem.severity == Severity::Transient {
+            return self.failure(what, &problem.text);
+        }
+        self.failures += 1;
+        self.next = self.max;
+        let wait = self.max;
+        if self.is_new(&problem.text) {
+            tracing::error!(
+                failures = self.failures,
+                "{what} failed: {}; retrying every {}s",
+                problem.text,
+                wait.as_secs()
+            );
+        } else {
+            tracing::debug!(
+                failures = self.failures,
+                "{what} failed again: {}; retrying in {}s",
+                problem.text,
+                wait.as_secs()
+            );
+        }
+        wait
+    }
+
+    /// Whether `cause` differs from the one last logged (and remembers it).
+    fn is_new(&mut self, cause: &str) -> bool {
+        if self.logged.as_deref() == Some(cause) {
+            return false;
+        }
+        self.logged = Some(cause.to_string());
+        true
     }
 
     /// Records a success; logs the recovery if there were failures.
@@ -64,7 +107,31 @@ impl Backoff {
     }
 }
 
-fn unit_random() -> f64 {
+/// How often a waiting loop shows it is alive (for the systemd watchdog).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// Sleeps `wait`, showing the loop alive meanwhile (a back-off is deliberate waiting, not a
+/// hang); `Interrupted` when shutdown is asked for.
+pub async fn sleep_alive(
+    wait: Duration,
+    progress: &Progress,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Interrupted> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        progress.beat();
+        let step = until.saturating_duration_since(tokio::time::Instant::now());
+        if step.is_zero() {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(step.min(HEARTBEAT_EVERY)) => {}
+            _ = shutdown.changed() => return Err(Interrupted),
+        }
+    }
+}
+
+pub fn unit_random() -> f64 {
     let bits = getrandom::u64().unwrap_or(0x9E37_79B9_7F4A_7C15);
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
 use crate::config::{Setting, Settings};
+use crate::source::diagnose::Contact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -34,10 +35,17 @@ pub enum ConnectError {
     Client(#[source] kube::Error),
 }
 
+/// A client and, for messages, where it connects and as whom.
+pub struct Connection {
+    pub client: kube::Client,
+    pub contact: Contact,
+}
+
 /// kube's own retry layer retries 429/503 silently for minutes; the source backs off and logs
 /// each failure itself, so that layer is turned off. The idle bound of a watch is also ours.
-pub async fn client(settings: &Settings) -> Result<kube::Client, ConnectError> {
-    let mut config = config(settings).await?;
+pub async fn connect(settings: &Settings) -> Result<Connection, ConnectError> {
+    let (mut config, mut contact) = config(settings).await?;
+    contact.server = config.cluster_url.to_string();
     config.default_retry = false;
     config.read_timeout = None;
     // Without a CA in the kubeconfig, kube reads the system trust store (about 150 files in
@@ -46,10 +54,41 @@ pub async fn client(settings: &Settings) -> Result<kube::Client, ConnectError> {
     if config.cluster_url.scheme_str() == Some("http") && config.root_cert.is_none() {
         config.root_cert = Some(Vec::new());
     }
-    kube::Client::try_from(config).map_err(ConnectError::Client)
+    let client = kube::Client::try_from(config).map_err(ConnectError::Client)?;
+    Ok(Connection { client, contact })
 }
 
-async fn config(settings: &Settings) -> Result<Config, ConnectError> {
+/// [`connect`] without the contact.
+pub async fn client(settings: &Settings) -> Result<kube::Client, ConnectError> {
+    Ok(connect(settings).await?.client)
+}
+
+/// The kubeconfig read once, so its context and user can be named in messages.
+async fn from_kubeconfig(
+    kubeconfig: Kubeconfig,
+    source: String,
+    options: &KubeConfigOptions,
+) -> Result<(Config, Contact), kube::config::KubeconfigError> {
+    let context = options
+        .context
+        .clone()
+        .or_else(|| kubeconfig.current_context.clone());
+    let user = context
+        .as_ref()
+        .and_then(|name| kubeconfig.contexts.iter().find(|c| &c.name == name))
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone());
+    let config = Config::from_custom_kubeconfig(kubeconfig, options).await?;
+    let contact = Contact {
+        kubeconfig: source,
+        context,
+        user,
+        ..Contact::default()
+    };
+    Ok((config, contact))
+}
+
+async fn config(settings: &Settings) -> Result<(Config, Contact), ConnectError> {
     let options = KubeConfigOptions {
         context: settings.context.as_ref().map(|c| c.value.clone()),
         ..Default::default()
@@ -65,23 +104,46 @@ async fn config(settings: &Settings) -> Result<Config, ConnectError> {
             source,
         };
         let kubeconfig = Kubeconfig::read_from(path).map_err(wrap)?;
-        return Config::from_custom_kubeconfig(kubeconfig, &options)
+        return from_kubeconfig(kubeconfig, path.display().to_string(), &options)
             .await
             .map_err(wrap);
     }
     if let Ok(paths) = std::env::var("KUBECONFIG")
         && !paths.is_empty()
     {
-        return Config::from_kubeconfig(&options)
+        let wrap = |source| ConnectError::KubeconfigEnv {
+            paths: paths.clone(),
+            source,
+        };
+        let kubeconfig = Kubeconfig::from_env()
+            .map_err(wrap)?
+            .ok_or_else(|| wrap(kube::config::KubeconfigError::FindPath))?;
+        return from_kubeconfig(kubeconfig, format!("KUBECONFIG={paths}"), &options)
             .await
-            .map_err(|source| ConnectError::KubeconfigEnv { paths, source });
+            .map_err(wrap);
     }
     // kubectl's order: ~/.kube/config, then the pod's service account.
-    match Config::from_kubeconfig(&options).await {
-        Ok(config) => Ok(config),
-        Err(kubeconfig) => Config::incluster().map_err(|in_cluster| ConnectError::NothingFound {
-            kubeconfig: kubeconfig.to_string(),
-            in_cluster: in_cluster.to_string(),
-        }),
+    let home = std::env::home_dir()
+        .map(|h| h.join(".kube").join("config").display().to_string())
+        .unwrap_or_else(|| "~/.kube/config".into());
+    let local = match Kubeconfig::read() {
+        Ok(kubeconfig) => from_kubeconfig(kubeconfig, home, &options).await,
+        Err(e) => Err(e),
+    };
+    match local {
+        Ok(found) => Ok(found),
+        Err(kubeconfig) => match Config::incluster() {
+            Ok(config) => Ok((
+                config,
+                Contact {
+                    kubeconfig: "none (the pod's in-cluster service account)".into(),
+                    ..Contact::default()
+                },
+            )),
+            Err(in_cluster) => Err(ConnectError::NothingFound {
+                kubeconfig: kubeconfig.to_string(),
+                in_cluster: in_cluster.to_string(),
+            }),
+        },
     }
 }

@@ -1,10 +1,12 @@
 //! Where events come from: the API server (`api` requests, `connect` from the kubeconfig,
-//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point), or a
-//! replayed kubectl recording (`replay`).
+//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point, failures
+//! told by `diagnose`, a first start's `first_contact`), or a replayed kubectl recording (`replay`).
 
 pub mod api;
 pub mod backoff;
 pub mod connect;
+pub mod diagnose;
+pub mod first_contact;
 pub mod replay;
 pub mod resume;
 pub mod watcher;

@@ -1,14 +1,17 @@
 //! The replay source: watch frames as `kubectl get events -A -w --output-watch-events -o json`
 //! prints them, from a file or stdin, through the same dedup and output as the API source.
+//! Both shapes kubectl prints the initial state in are understood: one frame per event, and,
+//! when the list took more than one chunk, one frame per chunk holding a whole list.
 
 use std::path::Path;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Interrupted, Pipeline};
 use crate::wire::frame::{self, FrameType};
 use crate::wire::kubectl_stream::Splitter;
+use crate::wire::list_object;
 
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -53,7 +56,14 @@ pub async fn run(
         splitter.feed(&chunk[..n]);
         while let Some(next) = splitter.next_object() {
             match next {
-                Ok(bytes) => offer_frame(pipeline, bytes, &mut rv),
+                Ok(bytes) => {
+                    if offer_frame(pipeline, bytes, &mut rv, shutdown)
+                        .await
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(source = %name, error = %e, "skipping unreadable replay input")
                 }
@@ -73,17 +83,44 @@ pub async fn run(
     Ok(())
 }
 
-fn offer_frame(pipeline: &mut Pipeline, bytes: &[u8], rv: &mut String) {
-    match frame::parse_watch_frame(bytes) {
-        Ok(f) => match f.frame_type {
-            FrameType::Added | FrameType::Modified | FrameType::Deleted => {
+/// Offers the event of one frame, or each item of a list chunk kubectl printed as one frame
+/// (committing whenever a batch fills, as a page of the API's list does).
+async fn offer_frame(
+    pipeline: &mut Pipeline,
+    bytes: &[u8],
+    rv: &mut String,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Interrupted> {
+    let f = match frame::parse_watch_frame(bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a malformed replayed frame");
+            return Ok(());
+        }
+    };
+    match f.frame_type {
+        FrameType::Added | FrameType::Modified | FrameType::Deleted => {
+            // An event, as nearly every frame holds, costs one parse; only an object without
+            // identity is looked at as a list. A list has no name, so none is taken for an event.
+            if pipeline.offer_unchecked_object(f.object, rv).is_some() {
+                return Ok(());
+            }
+            let Some(items) = list_object::list_items(f.object) else {
+                // Not a list either: this offer logs why it has no identity.
                 pipeline.offer_object(f.object, rv);
+                return Ok(());
+            };
+            for item in items {
+                pipeline.offer_listed_object(item, rv);
+                if pipeline.batch_full() {
+                    pipeline.commit(shutdown).await?;
+                }
             }
-            FrameType::Bookmark => {}
-            other => {
-                tracing::warn!(frame_type = %other, "skipping a replayed frame that is not an event")
-            }
-        },
-        Err(e) => tracing::warn!(error = %e, "skipping a malformed replayed frame"),
+        }
+        FrameType::Bookmark => {}
+        other => {
+            tracing::warn!(frame_type = %other, "skipping a replayed frame that is not an event")
+        }
     }
+    Ok(())
 }

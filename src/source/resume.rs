@@ -5,6 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub const FILE_NAME: &str = "resource_version";
 
@@ -15,6 +16,14 @@ const MAX_LEN: usize = 128;
 pub struct ResumePoint {
     path: PathBuf,
     saved: Option<String>,
+    limit: Option<Arc<dyn Limit>>,
+}
+
+/// What may be saved for a version the watch reached: with leader election, a standby saves
+/// no further than it has marked the leader's events (`crate::leader::gate`). None: keep the
+/// file as it is.
+pub trait Limit: Send + Sync {
+    fn limit(&self, rv: &str) -> Option<String>;
 }
 
 impl ResumePoint {
@@ -22,7 +31,13 @@ impl ResumePoint {
         ResumePoint {
             path: dir.join(FILE_NAME),
             saved: None,
+            limit: None,
         }
+    }
+
+    pub fn limited_by(mut self, limit: Arc<dyn Limit>) -> ResumePoint {
+        self.limit = Some(limit);
+        self
     }
 
     /// The saved version, or None (with one warning) when the file is missing or damaged; a
@@ -51,6 +66,17 @@ impl ResumePoint {
     /// Writes the version atomically (temp file, fsync, rename, directory fsync) unless it is
     /// already the saved one.
     pub fn save(&mut self, rv: &str) -> io::Result<()> {
+        let limited;
+        let rv = match &self.limit {
+            None => rv,
+            Some(limit) => match limit.limit(rv) {
+                Some(v) => {
+                    limited = v;
+                    limited.as_str()
+                }
+                None => return Ok(()),
+            },
+        };
         if self.saved.as_deref() == Some(rv) {
             return Ok(());
         }

@@ -12,6 +12,8 @@ use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::service::progress::Progress;
+use crate::source::backoff::sleep_alive;
+use crate::source::diagnose::Problem;
 use crate::source::resume::ResumePoint;
 use crate::wire::frame::{self, FrameType};
 use crate::wire::list_page::ListReader;
@@ -39,7 +41,7 @@ enum WatchEnd {
     Resume,
     /// The version is too old: list again.
     Gone,
-    Failed(String),
+    Failed(Problem),
     Stopped,
 }
 
@@ -85,9 +87,9 @@ impl Watcher<'_> {
                     }
                     rv = None;
                 }
-                WatchEnd::Failed(cause) => {
+                WatchEnd::Failed(problem) => {
                     if self
-                        .retry_later(&mut backoff, "watching events", &cause)
+                        .retry_later(&mut backoff, "watching events", &problem)
                         .await
                         .is_err()
                     {
@@ -136,7 +138,8 @@ impl Watcher<'_> {
                     continue;
                 }
                 Err(e) => {
-                    self.retry_later(backoff, "listing events", &e.to_string())
+                    let problem = self.api.diagnose(&e);
+                    self.retry_later(backoff, "listing events", &problem)
                         .await?;
                     return Ok(None);
                 }
@@ -144,7 +147,7 @@ impl Watcher<'_> {
             let mut reader = match ListReader::new(&body) {
                 Ok(r) => r,
                 Err(e) => {
-                    let cause = format!("unreadable list page: {e}");
+                    let cause = Problem::transient(format!("unreadable list page: {e}"));
                     self.retry_later(backoff, "listing events", &cause).await?;
                     return Ok(None);
                 }
@@ -172,7 +175,7 @@ impl Watcher<'_> {
                     Err(e) => {
                         // The items before the break are queued, and written with the next
                         // batch; the list starts over and the store skips them then.
-                        let cause = format!("unreadable list page: {e}");
+                        let cause = Problem::transient(format!("unreadable list page: {e}"));
                         self.retry_later(backoff, "listing events", &cause).await?;
                         return Ok(None);
                     }
@@ -197,8 +200,8 @@ impl Watcher<'_> {
             }
         }
         let Some(rv) = list_rv else {
-            let cause = "the list carried no resourceVersion";
-            self.retry_later(backoff, "listing events", cause).await?;
+            let cause = Problem::transient("the list carried no resourceVersion");
+            self.retry_later(backoff, "listing events", &cause).await?;
             return Ok(None);
         };
         let c = self.pipeline.counters();
@@ -226,10 +229,12 @@ impl Watcher<'_> {
         let mut body: WatchBody = match opened {
             Ok(Ok(b)) => b,
             Ok(Err(e)) if e.is_gone() => return WatchEnd::Gone,
-            Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+            Ok(Err(e)) => return WatchEnd::Failed(self.api.diagnose(&e)),
             Err(_) => {
                 let secs = REQUEST_TIMEOUT.as_secs();
-                return WatchEnd::Failed(format!("no answer to a watch request within {secs}s"));
+                return WatchEnd::Failed(Problem::transient(format!(
+                    "no answer to a watch request within {secs}s"
+                )));
             }
         };
         backoff.success("watching events");
@@ -268,7 +273,7 @@ impl Watcher<'_> {
                     );
                     return WatchEnd::Resume;
                 }
-                Ok(Err(e)) => return WatchEnd::Failed(e.to_string()),
+                Ok(Err(e)) => return WatchEnd::Failed(self.api.diagnose(&e)),
                 Ok(Ok(None)) => {
                     if !buf.is_empty() {
                         tracing::debug!(
@@ -376,7 +381,9 @@ impl Watcher<'_> {
                 if e.is_gone() {
                     return Some(WatchEnd::Gone);
                 }
-                return Some(WatchEnd::Failed(format!("watch error: {e}")));
+                return Some(WatchEnd::Failed(Problem::transient(format!(
+                    "watch error: {e}"
+                ))));
             }
             FrameType::Unknown(t) => {
                 tracing::warn!(frame_type = %t, "skipping a watch frame of unknown type");
@@ -407,27 +414,13 @@ impl Watcher<'_> {
         &mut self,
         backoff: &mut Backoff,
         what: &str,
-        cause: &str,
+        problem: &Problem,
     ) -> Result<(), Stopped> {
-        let wait = backoff.failure(what, cause);
-        self.progress.failing(&format!("{what}: {cause}"));
-        self.sleep(wait).await
-    }
-
-    /// Sleeps, showing the loop alive meanwhile; a back-off is deliberate waiting, not a hang.
-    async fn sleep(&mut self, wait: Duration) -> Result<(), Stopped> {
-        let until = tokio::time::Instant::now() + wait;
-        loop {
-            self.progress.beat();
-            let step = until.saturating_duration_since(tokio::time::Instant::now());
-            if step.is_zero() {
-                return Ok(());
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(step.min(HEARTBEAT_EVERY)) => {}
-                _ = self.shutdown.changed() => return Err(Stopped),
-            }
-        }
+        let wait = backoff.problem(what, problem);
+        self.progress.problem(what, problem);
+        sleep_alive(wait, &self.progress, &mut self.shutdown)
+            .await
+            .map_err(|Interrupted| Stopped)
     }
 
     /// On the way out: everything queued is written or deliberately left unmarked by now;

@@ -84,9 +84,12 @@ impl Default for Splitter {
 }
 
 impl Splitter {
-    /// The default object size limit. The API server refuses objects above about 1.5 MiB, so a
-    /// longer one is a broken stream, and the limit keeps memory bounded on one.
-    pub const DEFAULT_MAX_OBJECT_LEN: usize = 4 << 20;
+    /// The default object size limit, which keeps memory bounded on a broken stream. One event
+    /// is at most about 1.5 MiB (the API server refuses larger objects), but a frame can hold a
+    /// whole list chunk ([`crate::wire::list_object`]): 500 events (kubectl's default
+    /// `--chunk-size`) of a typical 1.3 KiB are about 1.4 MiB pretty-printed, and a larger
+    /// `--chunk-size` or larger events make more.
+    pub const DEFAULT_MAX_OBJECT_LEN: usize = 64 << 20;
 
     pub fn new() -> Self {
         Self::with_max_object_len(Self::DEFAULT_MAX_OBJECT_LEN)

@@ -1,8 +1,9 @@
 //! Reading the API's bytes without re-serializing them: watch frames, list pages and `Status`
 //! bodies (`frame`, `list_page`), what an event is known by (`event_view`, read by `identity`
 //! through its fast scan `event_scan` or the serde reader `event_serde`), and kubectl's
-//! recorded watch output (`kubectl_stream`). Every object leaves here as a slice of the input,
-//! so the output is byte for byte what the server sent.
+//! recorded watch output (`kubectl_stream`, and `list_object` for the list chunks it prints as
+//! frames). Every object leaves here as a slice of the input, so the output is byte for byte
+//! what the server sent.
 
 pub mod compact;
 pub mod event_scan;
@@ -11,5 +12,6 @@ pub mod event_view;
 pub mod frame;
 pub mod identity;
 pub mod kubectl_stream;
+pub mod list_object;
 pub mod list_page;
 pub mod text;

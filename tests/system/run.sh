@@ -429,7 +429,20 @@ deb_tests() {
                [ "$(nsenter -t "$1" -a systemctl show -p ActiveState --value kube-event-pipe.service)" = inactive ]' \
         _ "$CPID" "$(basename "$deb2")"
 
-    log "-- 6. purge"
+    log "-- 6. leader election: a standby is ready and says who leads"
+    curl -fsS -X POST "$ADMIN/fake/leases/kube-system/kube-event-pipe?holder=cp-other&duration=3600" >/dev/null ||
+        fail "deb: another program takes the Lease (fake admin API)"
+    in_ct sh -c 'echo "leader_election = true" >> /etc/kube-event-pipe/config.toml'
+    check "deb: with leader_election = true, systemctl start returns (READY=1 as a standby)" \
+        sc start kube-event-pipe.service
+    check "deb: the standby is active (running)" is_active
+    check "deb: its status line says who leads (StatusText=\"$(prop StatusText)\")" \
+        sh -c 'case "$1" in "standby; leader is cp-other since "*) true ;; *) false ;; esac' _ "$(prop StatusText)"
+    add_events 90 5 || fail "deb: adding events to the fake"
+    sleep 3
+    expect_stats "deb: the standby wrote none of the 5 new events" "90 90 0" "$(log_stats)"
+
+    log "-- 7. purge"
     sc start kube-event-pipe.service
     check "deb: dpkg --purge kube-event-pipe (with the service running)" in_ct dpkg --purge kube-event-pipe
     check "deb: the unit is gone (LoadState=$(prop LoadState))" test "$(prop LoadState)" = not-found
@@ -450,7 +463,7 @@ rpm_tests() {
     boot kep-rpm
     n=$(fake_event_count)
 
-    log "-- 7. the .rpm: install, start, events, upgrade, erase"
+    log "-- 8. the .rpm: install, start, events, upgrade, erase"
     check "rpm: rpm -i --nodeps $(basename "$rpmf")" in_ct rpm -i --nodeps "/packages/$(basename "$rpmf")"
     check_user rpm
     check "rpm: the sysusers.d file installed is the one %pre applied" \

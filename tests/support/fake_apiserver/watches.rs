@@ -1,0 +1,343 @@
+//! Watch requests: the frames (objects, bookmarks), the initial events or history a watch
+//! starts with, and the writer that streams changes, bookmarks and injected faults.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::serve::{Body, bad_request, parse_bool, too_large_rv};
+use super::{FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
+
+/// `{"kind":"Event","apiVersion":"v1",<stored members>}`.
+pub(super) fn watch_object(body: &str) -> String {
+    let inner = body.strip_prefix('{').unwrap_or(body);
+    if inner == "}" {
+        return r#"{"kind":"Event","apiVersion":"v1"}"#.to_string();
+    }
+    format!("{{\"kind\":\"Event\",\"apiVersion\":\"v1\",{inner}")
+}
+
+pub(super) fn watch_frame(kind: &str, body: &str) -> String {
+    format!(
+        "{{\"type\":\"{kind}\",\"object\":{}}}\n",
+        watch_object(body)
+    )
+}
+
+fn bookmark_frame(rv: u64, initial_events_end: bool) -> String {
+    let annotations = if initial_events_end {
+        r#","annotations":{"k8s.io/initial-events-end":"true"}"#
+    } else {
+        ""
+    };
+    format!(
+        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\",\"creationTimestamp\":null{annotations}}},\"involvedObject\":{{}},\"reportingComponent\":\"\",\"reportingInstance\":\"\",\"source\":{{}},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null}}}}\n"
+    )
+}
+
+pub(super) enum WatchMsg {
+    /// Bytes to write (one or more complete lines, or anything injected).
+    Data(Bytes),
+    /// End the stream cleanly after what was queued before.
+    End,
+    /// A bookmark at the current resourceVersion (only written if the watch asked for them).
+    Bookmark(u64),
+}
+
+pub(super) struct Watcher {
+    pub(super) tx: mpsc::UnboundedSender<WatchMsg>,
+}
+
+impl FakeApiServer {
+    /// Lets the watch that took the prepared body start sending it.
+    pub fn start_prepared(&self) {
+        self.shared.prepared_go.send_replace(true);
+    }
+}
+
+pub(super) fn watch_response(
+    shared: &Arc<Shared>,
+    rec: &RecordedRequest,
+    pretty_print: bool,
+) -> Response<Body> {
+    let bookmarks = rec.param("allowWatchBookmarks").is_some_and(parse_bool);
+    let send_initial = rec.param("sendInitialEvents").is_some_and(parse_bool);
+    let timeout = match rec.param("timeoutSeconds").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<u64>() {
+            Ok(n) => Some(Duration::from_secs(n)),
+            Err(_) => {
+                return bad_request(
+                    &format!("timeoutSeconds: invalid value {s:?}"),
+                    pretty_print,
+                );
+            }
+        },
+    };
+    let rv_param = rec.param("resourceVersion").unwrap_or("");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut initial: Vec<Bytes> = Vec::new();
+    {
+        let mut store = lock(&shared.store);
+        if rv_param.is_empty() || rv_param == "0" || send_initial {
+            if !rv_param.is_empty() && rv_param != "0" {
+                match rv_param.parse::<u64>() {
+                    Ok(rv) if rv > store.rv => return too_large_rv(rv, store.rv, pretty_print),
+                    Ok(_) => {}
+                    Err(_) => {
+                        return bad_request(
+                            &format!("resourceVersion: Invalid value: {rv_param:?}"),
+                            pretty_print,
+                        );
+                    }
+                }
+            }
+            let mut chunk = String::new();
+            for body in store
+                .keys
+                .values()
+                .filter_map(|v| v.last().and_then(|v| v.body.as_ref()))
+            {
+                chunk.push_str(&watch_frame("ADDED", body));
+                if chunk.len() > 64 * 1024 {
+                    initial.push(Bytes::from(std::mem::take(&mut chunk)));
+                }
+            }
+            if send_initial && bookmarks {
+                chunk.push_str(&bookmark_frame(store.rv, true));
+            }
+            if !chunk.is_empty() {
+                initial.push(Bytes::from(chunk));
+            }
+        } else {
+            let rv = match rv_param.parse::<u64>() {
+                Ok(rv) => rv,
+                Err(_) => {
+                    return bad_request(
+                        &format!("resourceVersion: Invalid value: {rv_param:?}"),
+                        pretty_print,
+                    );
+                }
+            };
+            if rv < store.compact_rv {
+                drop(store);
+                return stream_response(
+                    vec![Bytes::from(format!("{WATCH_EXPIRED_FRAME}\n"))],
+                    None,
+                    shared,
+                    false,
+                    None,
+                );
+            }
+            if rv > store.rv {
+                return too_large_rv(rv, store.rv, pretty_print);
+            }
+            let mut chunk = String::new();
+            for e in store.log.iter().filter(|e| e.rv > rv) {
+                chunk.push_str(&watch_frame(e.kind, &e.body));
+                if chunk.len() > 64 * 1024 {
+                    initial.push(Bytes::from(std::mem::take(&mut chunk)));
+                }
+            }
+            if !chunk.is_empty() {
+                initial.push(Bytes::from(chunk));
+            }
+        }
+        store.watchers.push(Watcher { tx });
+    }
+    let prepared = lock(&shared.prepared).take();
+    let gated = prepared.is_some();
+    if let Some(p) = prepared {
+        initial.splice(0..0, p);
+    }
+    stream_response_gated(initial, Some(rx), shared, bookmarks, timeout, gated)
+}
+
+type Out = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
+
+fn stream_response(
+    initial: Vec<Bytes>,
+    rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
+    shared: &Arc<Shared>,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+) -> Response<Body> {
+    stream_response_gated(initial, rx, shared, bookmarks, timeout, false)
+}
+
+/// `gated`: `initial` is the prepared body; wait for `start_prepared` and record when it went.
+fn stream_response_gated(
+    initial: Vec<Bytes>,
+    rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
+    shared: &Arc<Shared>,
+    bookmarks: bool,
+    timeout: Option<Duration>,
+    gated: bool,
+) -> Response<Body> {
+    let (out_tx, out_rx) = mpsc::channel::<Result<Frame<Bytes>, io::Error>>(8);
+    let drops = shared.drop_tx.subscribe();
+    let stall = shared.stall.subscribe();
+    let interval = shared.opts.bookmark_interval;
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let mut w = Writer {
+            out: out_tx,
+            drops,
+            stall,
+        };
+        if gated {
+            let mut go = shared.prepared_go.subscribe();
+            if go.wait_for(|g| *g).await.is_err() {
+                return;
+            }
+            lock(&shared.prepared_times).first_sent = Some(SystemTime::now());
+            for b in initial {
+                if w.emit(b).await.is_err() {
+                    return;
+                }
+            }
+            lock(&shared.prepared_times).last_sent = Some(SystemTime::now());
+            let _ = w
+                .run(Vec::new(), rx, &shared, bookmarks, interval, timeout)
+                .await;
+            return;
+        }
+        let _ = w
+            .run(initial, rx, &shared, bookmarks, interval, timeout)
+            .await;
+    });
+    let stream =
+        futures_util::stream::unfold(
+            out_rx,
+            |mut rx| async move { rx.recv().await.map(|x| (x, rx)) },
+        );
+    let mut resp = Response::new(StreamBody::new(stream).boxed());
+    let h = resp.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert(
+        "cache-control",
+        HeaderValue::from_static("no-cache, private"),
+    );
+    resp
+}
+
+/// Why a watch writer stopped early.
+enum Stop {
+    Gone,
+    Dropped,
+}
+
+struct Writer {
+    out: Out,
+    drops: broadcast::Receiver<bool>,
+    stall: watch::Receiver<bool>,
+}
+
+impl Writer {
+    /// Waits until not stalled, then sends; a drop signal wins at any point.
+    async fn emit(&mut self, bytes: Bytes) -> Result<(), Stop> {
+        loop {
+            if !*self.stall.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                d = self.drops.recv() => return self.dropped(d).await,
+                c = self.stall.changed() => if c.is_err() { return Err(Stop::Gone) },
+            }
+        }
+        tokio::select! {
+            d = self.drops.recv() => self.dropped(d).await,
+            r = self.out.send(Ok(Frame::data(bytes))) => r.map_err(|_| Stop::Gone),
+        }
+    }
+
+    async fn dropped(&mut self, d: Result<bool, broadcast::error::RecvError>) -> Result<(), Stop> {
+        let half = matches!(d, Ok(true));
+        if half {
+            let frame = bookmark_frame(0, false);
+            let half_bytes = Bytes::from(frame.as_bytes()[..frame.len() / 2].to_vec());
+            let _ = self.out.send(Ok(Frame::data(half_bytes))).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = self
+            .out
+            .send(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "dropped by fake apiserver",
+            )))
+            .await;
+        Err(Stop::Dropped)
+    }
+
+    async fn run(
+        &mut self,
+        initial: Vec<Bytes>,
+        rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
+        shared: &Shared,
+        bookmarks: bool,
+        interval: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Result<(), Stop> {
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        for b in initial {
+            self.emit(b).await?;
+        }
+        let Some(mut rx) = rx else {
+            return Ok(());
+        };
+        let mut ticker = interval.map(|i| {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + i, i);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            t
+        });
+        loop {
+            let stalled = *self.stall.borrow_and_update();
+            tokio::select! {
+                d = self.drops.recv() => return self.dropped(d).await,
+                c = self.stall.changed() => if c.is_err() { return Err(Stop::Gone) },
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } }, if !stalled => return Ok(()),
+                _ = async { match ticker.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } }, if !stalled && bookmarks => {
+                    let rv = lock(&shared.store).rv;
+                    self.emit(Bytes::from(bookmark_frame(rv, false))).await?;
+                }
+                m = rx.recv(), if !stalled => {
+                    let mut pending = m;
+                    while let Some(msg) = pending.take() {
+                        match msg {
+                            WatchMsg::End => return Ok(()),
+                            WatchMsg::Bookmark(rv) => if bookmarks {
+                                self.emit(Bytes::from(bookmark_frame(rv, false))).await?;
+                            },
+                            WatchMsg::Data(first) => {
+                                // Coalesce queued frames into one chunk.
+                                let mut buf: Option<Vec<u8>> = None;
+                                loop {
+                                    match rx.try_recv() {
+                                        Ok(WatchMsg::Data(more)) if buf.as_ref().map_or(first.len(), Vec::len) < 256 * 1024 => {
+                                            buf.get_or_insert_with(|| first.to_vec()).extend_from_slice(&more);
+                                        }
+                                        Ok(other) => {
+                                            pending = Some(other);
+                                            break;
+                                        }
+                                        Err(_) => break,
+                                    }
+                                }
+                                self.emit(buf.map(Bytes::from).unwrap_or(first)).await?;
+                            }
+                        }
+                    }
+                    if pending.is_none() && rx.is_closed() && rx.is_empty() {
+                        return Err(Stop::Gone);
+                    }
+                }
+            }
+        }
+    }
+}
