@@ -24,6 +24,10 @@ use crate::wire::text::is_ascii;
 /// grow memory, and small enough that a crash repeats little.
 const BATCH_BYTES: usize = 256 * 1024;
 
+/// A batch is also committed once this many events were found in the Python tool's files, so
+/// the identities waiting to be recorded stay few.
+const ADOPTED_MAX: usize = 4096;
+
 /// Write retries back off from the first to the last, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
@@ -63,6 +67,12 @@ pub struct Pipeline {
     queued_keys: HashSet<u64, BuildHasherDefault<KeyHasher>>,
     queued: usize,
     id: Vec<u8>,
+    /// Scratch for the Python kube-event-pipe's identity of an event (`name-count`).
+    original_key: Vec<u8>,
+    /// Identities of events found in the Python kube-event-pipe's files, to be recorded in
+    /// our store at the next commit (not at once: a rotation in the middle of a batch would
+    /// change the probe keys `queued_keys` holds).
+    adopted: Vec<Vec<u8>>,
     counters: Counters,
     /// With leader election: whether to write, and a standby's marks of the leader's events.
     hold: Option<Hold>,
@@ -87,6 +97,8 @@ impl Pipeline {
             queued_keys: HashSet::default(),
             queued: 0,
             id: Vec::with_capacity(256),
+            original_key: Vec::new(),
+            adopted: Vec::new(),
             counters: Counters::default(),
             hold: None,
             bytes_written: 0,
@@ -199,7 +211,7 @@ impl Pipeline {
     /// resourceVersion, when it has one, is copied into `resource_version`, which saves the
     /// watcher a second parse of the object.
     pub fn offer_object(&mut self, object: &[u8], resource_version: &mut String) -> Offered {
-        self.offer(object, Some(resource_version), |obj, out| {
+        self.offer(object, Some(resource_version), Via::Watch, |obj, out| {
             frame::write_watch_object(obj, out);
             Ok(())
         })
@@ -207,7 +219,7 @@ impl Pipeline {
 
     /// An item of a list page, which lacks kind and apiVersion.
     pub fn offer_list_item(&mut self, item: &[u8], index: usize) -> Offered {
-        self.offer(item, None, |obj, out| {
+        self.offer(item, None, Via::List, |obj, out| {
             frame::write_list_item(obj, index, out)
         })
     }
@@ -250,7 +262,7 @@ impl Pipeline {
             }
         };
         view.identity_into(&mut self.id);
-        self.offer_identified(view, item.bytes, resource_version, write)
+        self.offer_identified(view, item.bytes, resource_version, Via::List, write)
     }
 
     /// [`Pipeline::offer_object`] for an object taken from a frame without parsing the frame
@@ -269,18 +281,23 @@ impl Pipeline {
             std::str::from_utf8(object).ok()?;
         }
         let view = identity::identity_into(object, &mut self.id).ok()?;
-        Some(
-            self.offer_identified(view, object, Some(resource_version), |obj, out| {
+        Some(self.offer_identified(
+            view,
+            object,
+            Some(resource_version),
+            Via::Watch,
+            |obj, out| {
                 frame::write_watch_object(obj, out);
                 Ok(())
-            }),
-        )
+            },
+        ))
     }
 
     fn offer(
         &mut self,
         object: &[u8],
         resource_version: Option<&mut String>,
+        via: Via,
         write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
     ) -> Offered {
         let view = match identity::identity_into(object, &mut self.id) {
@@ -291,7 +308,7 @@ impl Pipeline {
                 return Offered::Malformed;
             }
         };
-        self.offer_identified(view, object, resource_version, write)
+        self.offer_identified(view, object, resource_version, via, write)
     }
 
     /// The rest of an offer, once `self.id` holds the identity of `view`.
@@ -300,6 +317,7 @@ impl Pipeline {
         view: EventView<'_>,
         object: &[u8],
         resource_version: Option<&mut String>,
+        via: Via,
         write: impl FnOnce(&[u8], &mut Vec<u8>) -> Result<(), frame::FrameError>,
     ) -> Offered {
         if let (Some(out), Some(rv)) = (resource_version, &view.resource_version) {
@@ -312,6 +330,11 @@ impl Pipeline {
         if queued_already || in_store {
             self.counters.skipped += 1;
             tracing::trace!(event = %view, "already written");
+            return Offered::Seen;
+        }
+        if via == Via::List && self.store.has_originals() && self.written_by_original(&view) {
+            self.counters.skipped += 1;
+            tracing::trace!(event = %view, "already written by the Python kube-event-pipe");
             return Offered::Seen;
         }
         if let Some(hold) = &mut self.hold
@@ -342,9 +365,41 @@ impl Pipeline {
         Offered::Queued
     }
 
+    /// Whether the Python kube-event-pipe's files hold a listed event under that tool's
+    /// identity `name-count`; if so, the event is recorded under ours too. Those files can only
+    /// hold events from before the switch, and the daemon's first list delivers all of those
+    /// that the server still has; recorded then, they are known to our own filter when they
+    /// come again (DELETED notifications, re-lists), also after those files aged out.
+    /// Everything the watch delivers is a change since a list, so it is never looked up there:
+    /// that could only add false positives, and would take a `series.count` bump, which
+    /// that tool's identity ignores, for a repeat.
+    fn written_by_original(&mut self, view: &EventView<'_>) -> bool {
+        if !self
+            .store
+            .written_by_original(&view.name, view.count, &mut self.original_key)
+        {
+            return false;
+        }
+        self.adopted.push(self.id.clone());
+        true
+    }
+
+    /// Records the identities of [`Pipeline::adopted`] events in our store.
+    fn mark_adopted(&mut self) {
+        if self.adopted.is_empty() {
+            return;
+        }
+        let now = SystemTime::now();
+        for id in self.adopted.drain(..) {
+            if let Err(e) = self.store.insert(&id, now) {
+                tracing::warn!(error = %e, "dedup store rotation failed; will retry on the next event");
+            }
+        }
+    }
+
     /// Whether the batch is big enough that the source should commit before offering more.
     pub fn batch_full(&self) -> bool {
-        self.lines.len() >= BATCH_BYTES
+        self.lines.len() >= BATCH_BYTES || self.adopted.len() >= ADOPTED_MAX
     }
 
     pub fn has_queued(&self) -> bool {
@@ -357,6 +412,7 @@ impl Pipeline {
         &mut self,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Interrupted> {
+        self.mark_adopted();
         if let Some(hold) = &mut self.hold {
             hold.drain(&mut self.store);
         }
@@ -515,6 +571,15 @@ async fn gate_open(
 
 /// How often a write held back by a late renewal looks at the gate again.
 const GATE_POLL: Duration = Duration::from_millis(20);
+
+/// Where an offered event came from: a list page (the server's state at the time) or the
+/// watch (a change since). In a replayed kubectl stream, list chunks count as a list and
+/// single events as the watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    List,
+    Watch,
+}
 
 /// The hasher of `queued_keys`: its keys are already SipHash digests, so they are used as is.
 #[derive(Default)]

@@ -1,10 +1,14 @@
 //! Arbitrary bytes as a filter file, opened through the dedup store.
 //!
-//! Input: the whole content of `<ts>.bloom`. When the last header byte (reserved, outside the
-//! checksum) is zero, the header checksum is made right first, so the fuzzer gets past it to
-//! the parameters and the bits; otherwise the bytes are used as they are. Checked:
-//! - `Store::open` succeeds and the file is either loaded or quarantined (moved aside), never
-//!   both, never a panic;
+//! Input: the whole content of `<ts>.bloom`, in our format or in the Python kube-event-pipe's
+//! (pybloomfiltermmap3, magic `MBITARRAY`). When the last header byte of ours (reserved,
+//! outside the checksum) is zero, the header checksum is made right first, so the fuzzer gets
+//! past it to the parameters and the bits; otherwise the bytes are used as they are. Checked:
+//! - `Store::open` succeeds and the file is exactly one of: loaded as ours, used as the Python
+//!   tool's (only when it starts with its magic), quarantined (moved aside); never a panic;
+//! - a file used as the Python tool's opens alike through `OriginalFilter::open`, answers
+//!   lookups the same way through the store and directly, and has an estimated false-positive
+//!   rate in [0, 1];
 //! - what was inserted is then found (no false negatives), also after a flush and a reopen;
 //! - a file the store loaded once is loaded again on the next start, not quarantined.
 #![no_main]
@@ -13,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use kube_event_pipe::dedup::{FormatError, HEADER_LEN, Header, Store, StoreConfig};
+use kube_event_pipe::dedup::{
+    FormatError, HEADER_LEN, Header, OriginalFilter, Store, StoreConfig, original_key,
+};
 use libfuzzer_sys::fuzz_target;
 
 const TS: u64 = 1_700_000_000;
@@ -89,11 +95,30 @@ fuzz_target!(|data: &[u8]| {
 
     let mut store = Store::open(config(dir), now).expect("store refused to open");
     let loaded = store.stats().files.iter().any(|f| f.timestamp == TS);
+    let original = store.original_files() == [dir.join(&name)];
     let quarantined = store.quarantined().len();
     assert!(
-        usize::from(loaded) + quarantined == 1,
-        "loaded={loaded} quarantined={quarantined}"
+        usize::from(loaded) + usize::from(original) + quarantined == 1,
+        "loaded={loaded} original={original} quarantined={quarantined}"
     );
+    if original {
+        assert!(bytes.starts_with(b"MBITARRAY"));
+        let direct = OriginalFilter::open(&dir.join(&name)).expect("used, so it opens");
+        let stats = &store.stats().originals[0];
+        assert!((0.0..=1.0).contains(&stats.estimated_fp), "{stats:?}");
+        let name_bytes = data.get(..24).unwrap_or(data);
+        let names = ["a", std::str::from_utf8(name_bytes).unwrap_or("é")];
+        let mut key = Vec::new();
+        for n in names {
+            for count in [None, Some("0"), Some("12")] {
+                assert!(original_key(n, count, &mut key));
+                assert_eq!(
+                    store.written_by_original(n, count, &mut Vec::new()),
+                    direct.contains_key(&key)
+                );
+            }
+        }
+    }
     let names = files(dir);
     if quarantined == 1 {
         let q = &store.quarantined()[0];

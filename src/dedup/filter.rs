@@ -54,7 +54,10 @@ impl Hashes {
     }
 }
 
-pub(crate) enum OpenError {
+/// Why a filter file could not be opened: the file system refused, or the file is not a
+/// usable filter (then it is quarantined).
+#[derive(Debug)]
+pub enum OpenError {
     Io(io::Error),
     Format(FormatError),
 }

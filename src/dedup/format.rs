@@ -70,6 +70,10 @@ pub enum FormatError {
     LengthMismatch { actual: u64, expected: u64 },
     #[error("impossible parameters: {0}")]
     Impossible(String),
+    /// A file that starts like one of the Python kube-event-pipe's (see `original`) but fails
+    /// its checks.
+    #[error("{0} (a filter file of the Python kube-event-pipe, pybloomfiltermmap3 format)")]
+    Original(String),
 }
 
 impl Header {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use super::filter::{self, Filter, Hashes, OpenError};
 use super::format::{FormatError, Header};
+use super::original::{self, OriginalFilter, Originals};
 
 /// Where and how to keep the filters. Built by the config module.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,12 @@ impl StoreConfig {
     /// Error rate each new filter is sized for.
     pub fn per_file_error_rate(&self) -> f64 {
         self.error_rate / f64::from(self.batch_count.max(1))
+    }
+
+    /// Seconds after its name's timestamp that one of the Python tool's files is used:
+    /// `batch_count × batch_duration`, the age at which our own files have been rotated away.
+    pub fn original_lifetime_secs(&self) -> u64 {
+        u64::from(self.batch_count).saturating_mul(self.batch_duration.as_secs())
     }
 
     fn validate(&self) -> Result<(), StoreError> {
@@ -130,7 +137,11 @@ pub struct FileStats {
 pub struct StoreStats {
     /// Oldest first.
     pub files: Vec<FileStats>,
-    /// Probability that a new identity is reported as seen: `1 - Π(1 - fp_i)`.
+    /// The Python kube-event-pipe's files still in use, oldest first; `inserted` is estimated
+    /// from the bits set and `fill_limit` is their capacity (they are never written).
+    pub originals: Vec<FileStats>,
+    /// Probability that a new identity is reported as seen: `1 - Π(1 - fp_i)` over both
+    /// kinds of file.
     pub estimated_fp: f64,
     /// The configured bound for the set.
     pub error_rate: f64,
@@ -139,10 +150,13 @@ pub struct StoreStats {
 impl fmt::Display for StoreStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let fill = self.files.last().map_or(0.0, |s| s.fill);
+        write!(f, "filters {}", self.files.len())?;
+        if !self.originals.is_empty() {
+            write!(f, " + {} of the Python tool", self.originals.len())?;
+        }
         write!(
             f,
-            "filters {} (newest fill {:.0}%, est. fp {:.5} of bound {})",
-            self.files.len(),
+            " (newest fill {:.0}%, est. fp {:.5} of bound {})",
             fill * 100.0,
             self.estimated_fp,
             self.error_rate
@@ -171,6 +185,8 @@ pub struct Store {
     /// Bumped whenever `newest` is replaced, so a [`Probe`] knows whether its hashes still fit.
     generation: u64,
     quarantined: Vec<Quarantined>,
+    /// The Python kube-event-pipe's files, read until they age out.
+    originals: Originals,
 }
 
 /// What [`Store::probe`] computed for an identity: the newest filter's hashes, reused by
@@ -213,7 +229,13 @@ impl Store {
         candidates.sort_by_key(|c| std::cmp::Reverse(c.0));
         let mut files = Vec::new();
         let mut quarantined = Vec::new();
+        let mut originals = Originals::default();
         for (ts, path) in candidates {
+            // A file that cannot even be read here is left to `Filter::open` to report.
+            if original::claims_format(&path).unwrap_or(false) {
+                open_original(&cfg, ts, path, now, &mut originals, &mut quarantined)?;
+                continue;
+            }
             if files.len() >= cfg.batch_count as usize {
                 remove_old(&path);
                 continue;
@@ -240,10 +262,43 @@ impl Store {
             newest,
             generation: 0,
             quarantined,
+            originals,
         };
+        store.log_originals();
         store.maybe_rotate(now)?;
         tracing::info!(dir = %dir.display(), stats = %store.stats(), "dedup store open");
         Ok(store)
+    }
+
+    /// Whether the Python kube-event-pipe's files are in use: only then is
+    /// [`Store::written_by_original`] worth asking.
+    #[inline]
+    pub fn has_originals(&self) -> bool {
+        !self.originals.is_empty()
+    }
+
+    /// Whether the Python kube-event-pipe's files (see `original`) hold the event `name` with
+    /// `count` (its raw JSON text, `None` when absent or null) under that tool's identity
+    /// `name-count`. `key` is a scratch buffer. False positives at about their share of
+    /// [`StoreStats::estimated_fp`].
+    pub fn written_by_original(&self, name: &str, count: Option<&str>, key: &mut Vec<u8>) -> bool {
+        self.originals.contains(name, count, key)
+    }
+
+    fn log_originals(&self) {
+        let Some(until) = self.originals.until() else {
+            return;
+        };
+        let n = self.originals.len();
+        let when =
+            k8s_openapi::jiff::Timestamp::from_second(i64::try_from(until).unwrap_or(i64::MAX))
+                .map_or_else(|_| format!("unix time {until}"), |t| t.to_string());
+        tracing::info!(
+            files = n,
+            until = %when,
+            "found {n} filter file{} of the Python kube-event-pipe: events it wrote are not written again; used until {when}, then deleted",
+            if n == 1 { "" } else { "s" }
+        );
     }
 
     /// Whether `id` is (probably) in any filter. No false negatives; false positives at
@@ -319,6 +374,9 @@ impl Store {
     /// The pipeline need not call this: insertions do.
     pub fn maybe_rotate(&mut self, now: SystemTime) -> Result<bool, StoreError> {
         let now_s = unix_secs(now);
+        if !self.originals.is_empty() {
+            self.originals.expire(now_s);
+        }
         let newest = &self.newest;
         let age_limit = newest
             .timestamp()
@@ -411,9 +469,15 @@ impl Store {
                 estimated_fp: f.estimated_fp(),
             })
             .collect();
-        let miss: f64 = files.iter().map(|s| 1.0 - s.estimated_fp).product();
+        let originals = self.originals.stats();
+        let miss: f64 = files
+            .iter()
+            .chain(&originals)
+            .map(|s| 1.0 - s.estimated_fp)
+            .product();
         StoreStats {
             files,
+            originals,
             estimated_fp: 1.0 - miss,
             error_rate: self.cfg.error_rate,
         }
@@ -438,10 +502,38 @@ impl Store {
         self.all().map(|f| f.path().to_path_buf()).collect()
     }
 
+    /// Paths of the Python kube-event-pipe's files in use, oldest first.
+    pub fn original_files(&self) -> Vec<PathBuf> {
+        self.originals.paths().map(Path::to_path_buf).collect()
+    }
+
     /// Oldest first.
     fn all(&self) -> impl Iterator<Item = &Filter> {
         self.older.iter().chain(std::iter::once(&self.newest))
     }
+}
+
+/// One of the Python kube-event-pipe's files found at start: used until it ages out (deleted
+/// at once if it already has), quarantined if it fails its checks.
+fn open_original(
+    cfg: &StoreConfig,
+    ts: u64,
+    path: PathBuf,
+    now: SystemTime,
+    originals: &mut Originals,
+    quarantined: &mut Vec<Quarantined>,
+) -> Result<(), StoreError> {
+    let until = ts.saturating_add(cfg.original_lifetime_secs());
+    if unix_secs(now) >= until {
+        original::delete_aged_out(&path);
+        return Ok(());
+    }
+    match OriginalFilter::open(&path) {
+        Ok(f) => originals.push(ts, until, f),
+        Err(OpenError::Format(reason)) => quarantined.push(quarantine(&path, reason)),
+        Err(OpenError::Io(source)) => return Err(StoreError::Open { path, source }),
+    }
+    Ok(())
 }
 
 /// `ts` names the file (unique, increasing); `created` records the actual clock reading.
@@ -595,20 +687,25 @@ fn remove_old(path: &Path) {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::dedup::filter::Filter;
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
     use std::time::UNIX_EPOCH;
 
-    const T0: u64 = 1_700_000_000;
+    pub(crate) const T0: u64 = 1_700_000_000;
 
-    fn at(secs: u64) -> SystemTime {
+    pub(crate) fn at(secs: u64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(secs)
     }
 
-    fn config(dir: &Path, capacity: u64, batch_count: u32, duration_secs: u64) -> StoreConfig {
+    pub(crate) fn config(
+        dir: &Path,
+        capacity: u64,
+        batch_count: u32,
+        duration_secs: u64,
+    ) -> StoreConfig {
         StoreConfig {
             dir: dir.to_path_buf(),
             capacity,
@@ -637,7 +734,7 @@ mod tests {
     }
 
     /// Names of the entries in `dir`, sorted.
-    fn names(dir: &Path) -> Vec<String> {
+    pub(crate) fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -671,7 +768,7 @@ mod tests {
     }
 
     /// Runs `f` with tracing output captured; returns its result and the log text.
-    fn with_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
+    pub(crate) fn with_logs<R>(f: impl FnOnce() -> R) -> (R, String) {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
