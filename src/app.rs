@@ -11,6 +11,7 @@ use crate::service::progress::Progress;
 use crate::service::{signals, systemd};
 use crate::sink::Sink;
 use crate::source::resume::ResumePoint;
+use crate::source::selection::Selection;
 use crate::source::{api::EventsApi, connect, replay, watcher::Watcher};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
@@ -44,14 +45,15 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
 
     crate::service::permissions::warn_about_readable_files(&settings);
     let client = connect::client(&settings).await.map_err(Fatal::config)?;
-    tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    let selection = Selection::from_settings(&settings);
+    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), "kube-event-pipe started");
     let progress = Progress::default();
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
-    Watcher {
-        api: EventsApi::new(client),
+    let followed = Watcher {
+        api: EventsApi::new(client, &selection),
         pipeline: &mut pipeline,
-        resume: ResumePoint::new(&settings.persistence_path.value),
+        resume: ResumePoint::new(&settings.persistence_path.value, &selection),
         shutdown,
         idle_timeout: settings.watch_idle_timeout.value,
         progress,
@@ -72,7 +74,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         malformed = c.malformed,
         "stopped"
     );
-    Ok(())
+    followed.map_err(Fatal::config)
 }
 
 fn store_config(settings: &Settings) -> StoreConfig {

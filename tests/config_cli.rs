@@ -130,6 +130,33 @@ fn cases() -> Vec<Case> {
             env: ("90", "90"),
             flag: ("30", "30"),
         },
+        Case {
+            key: "namespace",
+            default: "",
+            file: ("\"file-ns\"", "\"file-ns\""),
+            env: (" env-ns ", "\"env-ns\""),
+            flag: ("flag-ns", "\"flag-ns\""),
+        },
+        Case {
+            key: "field_selector",
+            default: "",
+            file: ("\"type=Warning\"", "\"type=Warning\""),
+            env: (
+                "reason!=Pulled,type==Normal",
+                "\"reason!=Pulled,type==Normal\"",
+            ),
+            flag: (
+                "metadata.namespace!=kube-system",
+                "\"metadata.namespace!=kube-system\"",
+            ),
+        },
+        Case {
+            key: "label_selector",
+            default: "",
+            file: ("\"team=a\"", "\"team=a\""),
+            env: ("team in (a, b)", "\"team in (a, b)\""),
+            flag: ("!canary", "\"!canary\""),
+        },
     ]
 }
 
@@ -228,6 +255,12 @@ fn invalid_values_are_reported_with_key_origin_value_and_allowed() {
         ("persistence_path", "plainfile/sub", "not a directory"),
         ("destination", "", "must not be empty"),
         ("watch_idle_timeout_sec", "0", "a positive integer"),
+        ("namespace", "Kube-System", "a namespace name"),
+        ("namespace", "", "a namespace name"),
+        ("field_selector", "type", "has no =, == or !="),
+        ("field_selector", "=Warning", "no key before its operator"),
+        ("field_selector", "", "must not be empty"),
+        ("label_selector", " ", "must not be empty"),
     ];
     for (key, value, allowed) in bad {
         let flag = format!("--{}", key.replace('_', "-"));
@@ -380,6 +413,9 @@ fn check_config_prints_every_setting_with_its_source() {
         "context",
         "log_target",
         "watch_idle_timeout_sec",
+        "namespace",
+        "field_selector",
+        "label_selector",
     ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }

@@ -27,7 +27,9 @@ pub struct Cli {
     pub check_config: bool,
 
     /// Read watch frames (as `kubectl get events -A -w --output-watch-events -o json` prints
-    /// them) from this file, or `-` for stdin, instead of the API server
+    /// them) from this file, or `-` for stdin, instead of the API server. Every event of the
+    /// recording is offered: namespace, field_selector and label_selector are the API server's
+    /// job and cannot be combined with it (exit status 2)
     #[arg(long, value_name = "PATH")]
     pub source: Option<PathBuf>,
 
@@ -53,6 +55,12 @@ pub struct Cli {
     pub log_target: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::WATCH_IDLE_TIMEOUT_SEC.help)]
     pub watch_idle_timeout_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME", help = keys::NAMESPACE.help)]
+    pub namespace: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SELECTOR", help = keys::FIELD_SELECTOR.help)]
+    pub field_selector: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SELECTOR", help = keys::LABEL_SELECTOR.help)]
+    pub label_selector: Option<String>,
 }
 
 impl Cli {
@@ -70,6 +78,9 @@ impl Cli {
             "context" => &self.context,
             "log_target" => &self.log_target,
             "watch_idle_timeout_sec" => &self.watch_idle_timeout_sec,
+            "namespace" => &self.namespace,
+            "field_selector" => &self.field_selector,
+            "label_selector" => &self.label_selector,
             _ => &None,
         };
         v.as_deref()

@@ -74,6 +74,24 @@ pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     help: "seconds a watch may deliver nothing before it is torn down and resumed",
 };
 
+pub const NAMESPACE: Key = Key {
+    toml: "namespace",
+    default_text: "",
+    help: "watch only this namespace's events, which needs only a Role there (else all namespaces)",
+};
+pub const FIELD_SELECTOR: Key = Key {
+    toml: "field_selector",
+    default_text: "",
+    help: "keep only events matching this field selector, applied by the API server, e.g. \
+           type=Warning or metadata.namespace!=kube-system (else none)",
+};
+pub const LABEL_SELECTOR: Key = Key {
+    toml: "label_selector",
+    default_text: "",
+    help: "keep only events matching this label selector, applied by the API server, e.g. \
+           team=a or 'tier in (web,db)' (else none)",
+};
+
 pub const ALL: &[Key] = &[
     DESTINATION,
     LOG_LEVEL,
@@ -86,6 +104,9 @@ pub const ALL: &[Key] = &[
     CONTEXT,
     LOG_TARGET,
     WATCH_IDLE_TIMEOUT_SEC,
+    NAMESPACE,
+    FIELD_SELECTOR,
+    LABEL_SELECTOR,
 ];
 
 /// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.

@@ -11,7 +11,7 @@ use super::error::ConfigError;
 use super::file::FileChoice;
 use super::keys::{self, Key};
 use super::source::{Origin, RawValue, Setting};
-use super::values;
+use super::{selectors, values};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -41,6 +41,12 @@ pub struct Settings {
     pub context: Option<Setting<String>>,
     pub log_target: Setting<LogTarget>,
     pub watch_idle_timeout: Setting<Duration>,
+    /// None: every namespace.
+    pub namespace: Option<Setting<String>>,
+    /// None: no field selector.
+    pub field_selector: Option<Setting<String>>,
+    /// None: no label selector.
+    pub label_selector: Option<Setting<String>>,
     /// The config file that was read, if any.
     pub config_file: Option<FileChoice>,
     /// Replay watch frames from this file (`-` = stdin) instead of the API server.
@@ -114,6 +120,20 @@ pub fn build(
     check(keys::WATCH_IDLE_TIMEOUT_SEC, &|t| {
         positive(t, MAX_SECONDS).map(|_| ())
     });
+    check(keys::NAMESPACE, &selectors::namespace);
+    check(keys::FIELD_SELECTOR, &selectors::field_selector);
+    check(keys::LABEL_SELECTOR, &selectors::label_selector);
+    if replay.is_some() {
+        for key in [keys::NAMESPACE, keys::FIELD_SELECTOR, keys::LABEL_SELECTOR] {
+            if let Some(raw) = pick(&key) {
+                errors.push(ConfigError::NotWithReplay {
+                    key,
+                    value: raw.text,
+                    origin: raw.origin,
+                });
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -172,9 +192,18 @@ pub fn build(
         context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
         log_target,
         watch_idle_timeout: Setting::new(Duration::from_secs(idle.value), idle.origin),
+        namespace: trimmed(pick(&keys::NAMESPACE)),
+        field_selector: trimmed(pick(&keys::FIELD_SELECTOR)),
+        label_selector: trimmed(pick(&keys::LABEL_SELECTOR)),
         config_file,
         replay,
     })
+}
+
+/// Blanks around a name or selector are never meant (the server would take them as part of a
+/// field name).
+fn trimmed(raw: Option<RawValue>) -> Option<Setting<String>> {
+    raw.map(|r| Setting::new(r.text.trim().to_string(), r.origin))
 }
 
 fn nonempty(text: &str, allowed: &str) -> Result<(), String> {
@@ -295,6 +324,24 @@ impl Settings {
         );
         let idle = s.watch_idle_timeout.value.as_secs().to_string();
         line("watch_idle_timeout_sec", idle, &s.watch_idle_timeout.origin);
+        for (key, setting, unset) in [
+            ("namespace", &s.namespace, "(not set: all namespaces)"),
+            (
+                "field_selector",
+                &s.field_selector,
+                "(not set: no field selector)",
+            ),
+            (
+                "label_selector",
+                &s.label_selector,
+                "(not set: no label selector)",
+            ),
+        ] {
+            match setting {
+                Some(v) => line(key, quote(&v.value), &v.origin),
+                None => line(&format!("# {key}"), unset.into(), &Origin::Default),
+            }
+        }
         out
     }
 }

@@ -6,6 +6,7 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 
+use super::selection::{RejectionSlot, Selection};
 use crate::wire::frame;
 
 /// Events per list page: large enough to list quickly, small enough that memory stays flat.
@@ -55,6 +56,12 @@ impl ApiError {
 #[derive(Clone)]
 pub struct EventsApi {
     client: kube::Client,
+    /// `/api/v1/events`, or the namespaced collection.
+    collection: String,
+    /// The selectors as query parameters (`&fieldSelector=…`), the same on every request.
+    selectors: String,
+    selection: Selection,
+    rejected: RejectionSlot,
 }
 
 /// An open watch response whose body is read chunk by chunk.
@@ -82,13 +89,33 @@ impl WatchBody {
 }
 
 impl EventsApi {
-    pub fn new(client: kube::Client) -> EventsApi {
-        EventsApi { client }
+    pub fn new(client: kube::Client, selection: &Selection) -> EventsApi {
+        EventsApi {
+            client,
+            collection: selection.collection(),
+            selectors: selection.query(),
+            selection: selection.clone(),
+            rejected: RejectionSlot::default(),
+        }
     }
 
-    /// One page of the cluster-wide event list.
+    /// Set once the server has refused the selection (HTTP 400): retrying cannot help.
+    pub fn rejected(&self) -> Option<super::selection::SelectionRejected> {
+        self.rejected.get()
+    }
+
+    /// The error of a non-success answer; a 400 to the selection is also kept as a rejection.
+    fn answer_error(&self, status: StatusCode, body: &[u8]) -> ApiError {
+        let e = ApiError::from_status_body(status.as_u16(), body);
+        if let Some(r) = self.selection.rejection(&e) {
+            self.rejected.set(r);
+        }
+        e
+    }
+
+    /// One page of the event list.
     pub async fn list_page(&self, continue_token: Option<&str>) -> Result<Bytes, ApiError> {
-        let mut uri = format!("/api/v1/events?limit={PAGE_LIMIT}");
+        let mut uri = format!("{}?limit={PAGE_LIMIT}{}", self.collection, self.selectors);
         if let Some(token) = continue_token {
             uri.push_str("&continue=");
             uri.push_str(&percent_encode(token));
@@ -102,20 +129,22 @@ impl EventsApi {
         if status.is_success() {
             Ok(bytes)
         } else {
-            Err(ApiError::from_status_body(status.as_u16(), &bytes))
+            Err(self.answer_error(status, &bytes))
         }
     }
 
-    /// A watch of all events after `resource_version`, with bookmarks; the server ends it after
-    /// `timeout_secs`, and the caller resumes.
+    /// A watch of the selected events after `resource_version`, with bookmarks; the server ends
+    /// it after `timeout_secs`, and the caller resumes.
     pub async fn watch(
         &self,
         resource_version: &str,
         timeout_secs: u64,
     ) -> Result<WatchBody, ApiError> {
         let uri = format!(
-            "/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
-            percent_encode(resource_version)
+            "{}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}{}",
+            self.collection,
+            percent_encode(resource_version),
+            self.selectors
         );
         let (status, body) = self.send(&uri).await?;
         if status.is_success() {
@@ -126,7 +155,7 @@ impl EventsApi {
             .await
             .map_err(|e| ApiError::Body(e.to_string()))?
             .to_bytes();
-        Err(ApiError::from_status_body(status.as_u16(), &bytes))
+        Err(self.answer_error(status, &bytes))
     }
 
     async fn send(&self, uri: &str) -> Result<(StatusCode, Body), ApiError> {
@@ -144,9 +173,9 @@ impl EventsApi {
     }
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters, which is enough for
-/// continue tokens and resourceVersions in a query string.
-fn percent_encode(s: &str) -> String {
+/// Percent-encodes everything but RFC 3986 unreserved characters: any text (continue tokens,
+/// resourceVersions, selectors, a namespace) then survives a query string or path segment.
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

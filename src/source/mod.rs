@@ -1,10 +1,11 @@
 //! Where events come from: the API server (`api` requests, `connect` from the kubeconfig,
-//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point), or a
-//! replayed kubectl recording (`replay`).
+//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point, asking
+//! for the configured `selection`), or a replayed kubectl recording (`replay`).
 
 pub mod api;
 pub mod backoff;
 pub mod connect;
 pub mod replay;
 pub mod resume;
+pub mod selection;
 pub mod watcher;

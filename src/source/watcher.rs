@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
+use super::selection::SelectionRejected;
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::service::progress::Progress;
 use crate::source::resume::ResumePoint;
@@ -46,7 +47,8 @@ enum WatchEnd {
 struct Stopped;
 
 impl Watcher<'_> {
-    pub async fn run(mut self) {
+    /// Follows events until a stop signal; Err when the server refused the selection.
+    pub async fn run(mut self) -> Result<(), SelectionRejected> {
         let mut rv = self.resume.load();
         match &rv {
             Some(v) => {
@@ -97,6 +99,10 @@ impl Watcher<'_> {
             }
         }
         self.finish(rv.as_deref());
+        match self.api.rejected() {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
     }
 
     /// Lists every event page by page. Ok(None) after a failure that was waited out.
@@ -409,6 +415,10 @@ impl Watcher<'_> {
         what: &str,
         cause: &str,
     ) -> Result<(), Stopped> {
+        // Retrying a refused selection cannot help: stop, and exit with a configuration error.
+        if self.api.rejected().is_some() {
+            return Err(Stopped);
+        }
         let wait = backoff.failure(what, cause);
         self.progress.failing(&format!("{what}: {cause}"));
         self.sleep(wait).await

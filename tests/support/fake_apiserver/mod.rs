@@ -16,7 +16,8 @@
 //! Layout, one concern a file: `lifecycle` (start, restart, stop, URLs, kubeconfig), `tls`
 //! (certificates), `store` (MVCC versions, history, compaction), `objects` (creating, patching
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
-//! `serve` (accepting, authentication, routing, responses), `list`, `watches`, `faults`
+//! `serve` (accepting, authentication, routing, responses), `selectors` (namespaced paths,
+//! field and label selectors), `list`, `watches`, `faults`
 //! (injected failures and stream faults) and `admin` (the `/fake/...` HTTP API). This file
 //! holds the public types, the shared state and the request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -28,6 +29,7 @@ mod lifecycle;
 mod list;
 mod objects;
 mod realistic;
+mod selectors;
 mod serve;
 mod store;
 mod tls;
@@ -149,9 +151,9 @@ pub enum Failure {
 pub enum Target {
     /// Every non-admin request.
     Any,
-    /// `GET /api/v1/events` without `watch`.
+    /// `GET` on an events collection without `watch`.
     List,
-    /// `GET /api/v1/events?watch=...`.
+    /// `GET` on an events collection with `watch=...`.
     Watch,
 }
 
@@ -177,15 +179,21 @@ impl RecordedRequest {
     pub fn param(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }
-    /// A watch request on the events collection.
-    pub fn is_watch(&self) -> bool {
-        self.method == "GET"
-            && self.path == "/api/v1/events"
-            && self.param("watch").is_some_and(parse_bool)
+    /// A request on the cluster-wide or a namespaced events collection.
+    pub fn is_events(&self) -> bool {
+        selectors::collection(&self.path).is_some()
     }
-    /// A list request on the events collection (a GET without `watch`).
+    /// The namespace of a request on a namespaced events collection.
+    pub fn namespace(&self) -> Option<&str> {
+        selectors::collection(&self.path).flatten()
+    }
+    /// A watch request on an events collection.
+    pub fn is_watch(&self) -> bool {
+        self.method == "GET" && self.is_events() && self.param("watch").is_some_and(parse_bool)
+    }
+    /// A list request on an events collection (a GET without `watch`).
     pub fn is_list(&self) -> bool {
-        self.method == "GET" && self.path == "/api/v1/events" && !self.is_watch()
+        self.method == "GET" && self.is_events() && !self.is_watch()
     }
 }
 

@@ -236,9 +236,13 @@ fn route(
             } else {
                 "get"
             };
-            let message = if rec.path == "/api/v1/events" {
+            let message = if rec.is_events() {
+                let scope = match rec.namespace() {
+                    Some(ns) => format!("in the namespace \"{ns}\""),
+                    None => "at the cluster scope".into(),
+                };
                 format!(
-                    "events is forbidden: User \"system:anonymous\" cannot {verb} resource \"events\" in API group \"\" at the cluster scope"
+                    "events is forbidden: User \"system:anonymous\" cannot {verb} resource \"events\" in API group \"\" {scope}"
                 )
             } else {
                 format!(
@@ -246,7 +250,7 @@ fn route(
                     rec.path
                 )
             };
-            let details = (rec.path == "/api/v1/events").then_some(r#"{"kind":"events"}"#);
+            let details = rec.is_events().then_some(r#"{"kind":"events"}"#);
             return json_response(
                 403,
                 status_json(403, "Forbidden", &message, details, "{}"),
@@ -255,9 +259,10 @@ fn route(
         }
     }
 
+    let events = rec.is_events();
     match (rec.method.as_str(), rec.path.as_str()) {
-        ("GET", "/api/v1/events") if is_watch => watch_response(shared, rec, pretty_print),
-        ("GET", "/api/v1/events") => list_response(shared, rec, pretty_print),
+        ("GET", _) if events && is_watch => watch_response(shared, rec, pretty_print),
+        ("GET", _) if events => list_response(shared, rec, pretty_print),
         ("GET", "/version") => json_response(
             200,
             r#"{"major":"1","minor":"36","emulationMajor":"1","emulationMinor":"36","minCompatibilityMajor":"1","minCompatibilityMinor":"35","gitVersion":"v1.36.2","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-11-01T00:00:00Z","goVersion":"go1.25.3","compiler":"gc","platform":"linux/amd64"}"#.to_string(),
@@ -269,7 +274,7 @@ fn route(
                 .insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
             r
         }
-        (m, "/api/v1/events") if m != "GET" => json_response(
+        (m, _) if events && m != "GET" => json_response(
             405,
             status_json(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Some("{}"), "{}"),
             pretty_print,

@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::selectors::Selection;
 use super::serve::{Body, bad_request, parse_bool, too_large_rv};
 use super::{FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
 
@@ -30,14 +31,17 @@ pub(super) fn watch_frame(kind: &str, body: &str) -> String {
     )
 }
 
-fn bookmark_frame(rv: u64, initial_events_end: bool) -> String {
+/// A BOOKMARK as kube-apiserver v1.36 sends it (`watchlist.jsonl`): an empty Event carrying
+/// only the resourceVersion, and for the end of a streaming list's initial events the
+/// `k8s.io/initial-events-end` annotation.
+pub(super) fn bookmark_frame(rv: u64, initial_events_end: bool) -> String {
     let annotations = if initial_events_end {
         r#","annotations":{"k8s.io/initial-events-end":"true"}"#
     } else {
         ""
     };
     format!(
-        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\",\"creationTimestamp\":null{annotations}}},\"involvedObject\":{{}},\"reportingComponent\":\"\",\"reportingInstance\":\"\",\"source\":{{}},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null}}}}\n"
+        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\"{annotations}}},\"involvedObject\":{{}},\"source\":{{}},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null,\"reportingComponent\":\"\",\"reportingInstance\":\"\"}}}}\n"
     )
 }
 
@@ -52,6 +56,8 @@ pub(super) enum WatchMsg {
 
 pub(super) struct Watcher {
     pub(super) tx: mpsc::UnboundedSender<WatchMsg>,
+    /// What the watch selects; None for every event.
+    pub(super) selection: Option<Arc<Selection>>,
 }
 
 impl FakeApiServer {
@@ -66,6 +72,10 @@ pub(super) fn watch_response(
     rec: &RecordedRequest,
     pretty_print: bool,
 ) -> Response<Body> {
+    let selection = match Selection::of(rec) {
+        Ok(s) => s,
+        Err(message) => return bad_request(&message, pretty_print),
+    };
     let bookmarks = rec.param("allowWatchBookmarks").is_some_and(parse_bool);
     let send_initial = rec.param("sendInitialEvents").is_some_and(parse_bool);
     let timeout = match rec.param("timeoutSeconds").filter(|s| !s.is_empty()) {
@@ -103,6 +113,7 @@ pub(super) fn watch_response(
                 .keys
                 .values()
                 .filter_map(|v| v.last().and_then(|v| v.body.as_ref()))
+                .filter(|b| selection.matches(b))
             {
                 chunk.push_str(&watch_frame("ADDED", body));
                 if chunk.len() > 64 * 1024 {
@@ -139,7 +150,11 @@ pub(super) fn watch_response(
                 return too_large_rv(rv, store.rv, pretty_print);
             }
             let mut chunk = String::new();
-            for e in store.log.iter().filter(|e| e.rv > rv) {
+            for e in store
+                .log
+                .iter()
+                .filter(|e| e.rv > rv && selection.matches(&e.body))
+            {
                 chunk.push_str(&watch_frame(e.kind, &e.body));
                 if chunk.len() > 64 * 1024 {
                     initial.push(Bytes::from(std::mem::take(&mut chunk)));
@@ -149,7 +164,8 @@ pub(super) fn watch_response(
                 initial.push(Bytes::from(chunk));
             }
         }
-        store.watchers.push(Watcher { tx });
+        let selection = (!selection.is_everything()).then(|| Arc::new(selection));
+        store.watchers.push(Watcher { tx, selection });
     }
     let prepared = lock(&shared.prepared).take();
     let gated = prepared.is_some();
