@@ -307,7 +307,8 @@ fn shipped_config_lists_every_key_with_its_true_default() {
             "{key} is not in {CONFIG} (its value came from: {source})"
         );
         match key.as_str() {
-            "destination" | "persistence_path" | "kubeconfig" | "context" => {}
+            "destination" | "persistence_path" | "kubeconfig" | "context" | "namespace"
+            | "field_selector" | "label_selector" => {}
             _ => assert_eq!(value, default, "{CONFIG} claims a wrong default for {key}"),
         }
     }
