@@ -1233,13 +1233,14 @@ fn encoded_lists_serve_the_same_events_encoded_per_request() {
 // Namespaces, field and label selectors
 // ---------------------------------------------------------------------------------------------
 
-/// A fake holding the objects of the second capture set (streaming lists and selectors),
-/// created in resourceVersion order as on the real server.
-fn fake_with_selection_set() -> FakeApiServer {
-    let fake = FakeApiServer::start(Options::default());
-    let mut objects: Vec<(u64, String)> = fixture("watchlist-from-rv.jsonl")
+/// A fake holding the objects a capture of the second set (streaming lists and selectors)
+/// starts with (its ADDED frames before the first bookmark), created in resourceVersion order
+/// as on the real server.
+fn fake_with_capture_state(capture: &str, opts: Options) -> FakeApiServer {
+    let fake = FakeApiServer::start(opts);
+    let mut objects: Vec<(u64, String)> = fixture(capture)
         .lines()
-        .filter(|l| frame_type(l) == "ADDED")
+        .take_while(|l| frame_type(l) == "ADDED")
         .map(|l| {
             let obj = raw_member(l, "object").unwrap();
             let v: serde_json::Value = serde_json::from_str(&obj).unwrap();
@@ -1253,6 +1254,11 @@ fn fake_with_selection_set() -> FakeApiServer {
         fake.create_raw(&ns, &name, &obj);
     }
     fake
+}
+
+/// The capture set's five events (three of the set-up, the server's own, one live).
+fn fake_with_selection_set() -> FakeApiServer {
+    fake_with_capture_state("watchlist-from-rv.jsonl", Options::default())
 }
 
 /// `namespace/name` of each item of a list body.
@@ -1522,4 +1528,128 @@ fn selected_lists_page_through_matching_events_only() {
     }
     assert_eq!(names, ["p/e0", "p/e2", "p/e4", "p/e6"]);
     assert_eq!(pages, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming lists
+// ---------------------------------------------------------------------------------------------
+
+const STREAMING: &str = "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=";
+
+#[test]
+fn streaming_list_sends_the_state_in_key_order_then_the_end_bookmark_then_live_changes() {
+    let fake = fake_with_capture_state("watchlist.jsonl", Options::default());
+    let captured: Vec<String> = fixture("watchlist.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("transfer-encoding"), Some("chunked"));
+    for expected in &captured[..5] {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    let live = raw_member(&captured[5], "object").unwrap();
+    let (ns, name) = ns_name(&live);
+    fake.create_raw(&ns, &name, &live);
+    assert_eq!(norm(&w.line()), norm(&captured[5]));
+    // The end bookmark carries the snapshot's version; later changes come after it.
+    assert!(captured[4].contains("\"resourceVersion\":\"211\""));
+}
+
+#[test]
+fn streaming_list_without_bookmarks_has_no_end_bookmark_like_the_capture() {
+    let fake = fake_with_selection_set();
+    let mut w = get(
+        &fake,
+        "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&timeoutSeconds=1",
+    );
+    for expected in fixture("watchlist-no-bookmarks.jsonl").lines() {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    w.expect_end();
+}
+
+#[test]
+fn streaming_list_refusals_are_the_captured_422_bodies() {
+    let fake = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    let r = get(&fake, STREAMING);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-gate-off.json"));
+
+    let fake = FakeApiServer::start(Options::default());
+    let r = get(
+        &fake,
+        "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersion=",
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-no-match.json"));
+    let r = get(
+        &fake,
+        "/api/v1/events?sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=",
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-on-list.json"));
+    // A plain watch and a plain list are not affected by the gate.
+    let off = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    assert_eq!(get(&off, "/api/v1/events?limit=500").status, 200);
+    let mut w = get(
+        &off,
+        "/api/v1/events?watch=1&resourceVersion=0&timeoutSeconds=1",
+    );
+    assert_eq!(w.status, 200);
+    w.expect_end();
+}
+
+#[test]
+fn a_cut_streaming_list_ends_or_holds_after_its_first_events() {
+    let fake = FakeApiServer::start(Options::default());
+    for i in 0..3 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    fake.cut_next_streaming_list(2, false);
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_end();
+
+    fake.cut_next_streaming_list(1, true);
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    fake.create("a", "live", r#"{"reason":"R"}"#);
+    w.set_timeout(Duration::from_millis(500));
+    assert!(w.next_line().is_err(), "a held streaming list stays silent");
+    // The fault applied once: the next streaming list is whole.
+    let mut w = get(&fake, STREAMING);
+    for _ in 0..4 {
+        assert_eq!(frame_type(&w.line()), "ADDED");
+    }
+    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    assert_eq!(fake.streaming_list_count(), 3);
+    assert_eq!(fake.list_request_count(), 0);
+}
+
+#[test]
+fn each_list_page_costs_the_configured_delay() {
+    let fake = FakeApiServer::start(Options {
+        list_page_delay: Duration::from_millis(150),
+        list_item_delay: Duration::from_millis(10),
+        ..Options::default()
+    });
+    for i in 0..10 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    let t = Instant::now();
+    assert_eq!(items(&get(&fake, "/api/v1/events?limit=5").body()).len(), 5);
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
 }

@@ -303,9 +303,9 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
             faults.push("410 on resume");
             caught_up("expiry on resume");
         }
-        // A list that fails half way, then works.
+        // A re-list whose first two requests fail, then works.
         api.compact();
-        api.fail_next_for(Target::List, 2, Failure::InternalError);
+        api.fail_next_for(Target::Watch, 2, Failure::InternalError);
         api.expire_watches();
         faults.push("410 then failing list");
         caught_up("failing list");
@@ -320,12 +320,13 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
     let out = assert_whole_json(&layout.out());
     let (lost, duplicated, foreign) = tally(&expected, &out);
     println!(
-        "FAULTS api-server: faults={} ({}) events={} lines={} lost={lost} duplicated={duplicated} lists={}",
+        "FAULTS api-server: faults={} ({}) events={} lines={} lost={lost} duplicated={duplicated} lists={} (streaming {})",
         faults.len(),
         faults.join(", "),
         expected.len(),
         out.len(),
-        api.list_request_count()
+        api.list_request_count() + api.streaming_list_count(),
+        api.streaming_list_count()
     );
     assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{}", tail(&log, 60));
     // Each kind of trouble was noticed and recovered from, visibly.
@@ -747,7 +748,11 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
         1,
         "{log}"
     );
-    assert_eq!(api.list_request_count(), 1, "one list instead of a resume");
+    assert_eq!(
+        api.streaming_list_count(),
+        1,
+        "one list instead of a resume"
+    );
     // The valid filter still knew the first three events: nothing written twice.
     let out = assert_whole_json(&layout.out());
     let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);

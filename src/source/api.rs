@@ -35,6 +35,12 @@ impl ApiError {
         matches!(self, ApiError::Status { code: 410, .. })
     }
 
+    /// 422 Invalid: the server refused the request's options (for a streaming list: the
+    /// WatchList feature is off, or the server predates it).
+    pub fn is_invalid(&self) -> bool {
+        matches!(self, ApiError::Status { code: 422, .. })
+    }
+
     pub fn from_status_body(code: u16, body: &[u8]) -> ApiError {
         match frame::parse_status(body) {
             Ok(s) => ApiError::Status {
@@ -146,7 +152,11 @@ impl EventsApi {
             percent_encode(resource_version),
             self.selectors
         );
-        let (status, body) = self.send(&uri).await?;
+        self.open_watch(&uri).await
+    }
+
+    async fn open_watch(&self, uri: &str) -> Result<WatchBody, ApiError> {
+        let (status, body) = self.send(uri).await?;
         if status.is_success() {
             return Ok(WatchBody { body });
         }
@@ -156,6 +166,16 @@ impl EventsApi {
             .map_err(|e| ApiError::Body(e.to_string()))?
             .to_bytes();
         Err(self.answer_error(status, &bytes))
+    }
+
+    /// A streaming list (KEP-3157): every selected event as ADDED, then a BOOKMARK annotated
+    /// `k8s.io/initial-events-end`, then live changes on the same connection.
+    pub async fn stream_list(&self, timeout_secs: u64) -> Result<WatchBody, ApiError> {
+        let uri = format!(
+            "{}?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=&timeoutSeconds={timeout_secs}{}",
+            self.collection, self.selectors
+        );
+        self.open_watch(&uri).await
     }
 
     async fn send(&self, uri: &str) -> Result<(StatusCode, Body), ApiError> {

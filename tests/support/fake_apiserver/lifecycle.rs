@@ -69,6 +69,8 @@ impl FakeApiServer {
             prepared_go,
             prepared_times: Mutex::new(prepared_times),
             list_snapshot: Mutex::new(None),
+            streaming_fault: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))

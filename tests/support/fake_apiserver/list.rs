@@ -57,6 +57,9 @@ pub(super) fn list_response(
         Ok(s) => s,
         Err(message) => return bad_request(&message, pretty_print),
     };
+    if let Some(refused) = super::watch_list::invalid_options(shared, rec, false, pretty_print) {
+        return refused;
+    }
     let limit: usize = match rec.param("limit").filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => match s.parse::<i64>() {

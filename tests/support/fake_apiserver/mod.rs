@@ -17,7 +17,8 @@
 //! (certificates), `store` (MVCC versions, history, compaction), `objects` (creating, patching
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
 //! `serve` (accepting, authentication, routing, responses), `selectors` (namespaced paths,
-//! field and label selectors), `list`, `watches`, `faults`
+//! field and label selectors), `list`, `watches`, `watch_list` (streaming lists' refusals and
+//! faults, the paged list's per-page cost), `faults`
 //! (injected failures and stream faults) and `admin` (the `/fake/...` HTTP API). This file
 //! holds the public types, the shared state and the request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -33,6 +34,7 @@ mod selectors;
 mod serve;
 mod store;
 mod tls;
+mod watch_list;
 mod watches;
 
 use std::collections::BTreeMap;
@@ -108,6 +110,17 @@ pub struct Options {
     /// does from its watch cache, instead of copying stored JSON (which serves far faster than
     /// any real server). Items that do not decode as a core/v1 Event are copied as stored.
     pub encode_lists: bool,
+    /// Streaming lists (`sendInitialEvents`) are served, as with kube-apiserver's WatchList
+    /// feature gate on (its default since v1.34); false answers them 422 like
+    /// `watchlist-gate-off.json`.
+    pub watch_list: bool,
+    /// What each page of a paged list costs before it is sent: the real server spent ~21 ms
+    /// a page of 500 (15 ms a request plus 14 µs an item fits both its `limit=500` and
+    /// `limit=5000` figures). Tests keep the fixed part (lists stay realistic and cheap);
+    /// benchmarks set both and print them.
+    pub list_page_delay: Duration,
+    /// See `list_page_delay`: the cost of each item of a page.
+    pub list_item_delay: Duration,
 }
 
 impl Default for Options {
@@ -122,6 +135,9 @@ impl Default for Options {
             admin: false,
             prepared_watch: 0,
             encode_lists: false,
+            watch_list: true,
+            list_page_delay: Duration::from_millis(20),
+            list_item_delay: Duration::ZERO,
         }
     }
 }
@@ -222,6 +238,10 @@ struct Shared {
     /// The live objects at one resourceVersion in key order, so that paging through a large
     /// list costs O(page) per request rather than O(all events).
     list_snapshot: Mutex<Option<(u64, Snapshot)>>,
+    /// Applies to the next streaming list ([`FakeApiServer::cut_next_streaming_list`]).
+    streaming_fault: Mutex<Option<watch_list::StreamingFault>>,
+    /// Channels of held streaming lists, kept open so that their connections stay silent.
+    held: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<watches::WatchMsg>>>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).

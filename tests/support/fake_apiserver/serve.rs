@@ -195,6 +195,12 @@ async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incoming>) 
     // A stall holds new requests too.
     let mut stall = shared.stall.subscribe();
     let _ = stall.wait_for(|s| !*s).await;
+    if is_list {
+        let cost = super::watch_list::page_cost(&shared, &rec);
+        if !cost.is_zero() {
+            tokio::time::sleep(cost).await;
+        }
+    }
 
     let resp = route(&shared, client_cert, &rec, is_list, is_watch, pretty_print);
     if let Some(r) = lock(&shared.requests).get_mut(idx) {

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::selectors::Selection;
 use super::serve::{Body, bad_request, parse_bool, too_large_rv};
+use super::watch_list;
 use super::{FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
 
 /// `{"kind":"Event","apiVersion":"v1",<stored members>}`.
@@ -76,6 +77,9 @@ pub(super) fn watch_response(
         Ok(s) => s,
         Err(message) => return bad_request(&message, pretty_print),
     };
+    if let Some(refused) = watch_list::invalid_options(shared, rec, true, pretty_print) {
+        return refused;
+    }
     let bookmarks = rec.param("allowWatchBookmarks").is_some_and(parse_bool);
     let send_initial = rec.param("sendInitialEvents").is_some_and(parse_bool);
     let timeout = match rec.param("timeoutSeconds").filter(|s| !s.is_empty()) {
@@ -93,6 +97,11 @@ pub(super) fn watch_response(
     let rv_param = rec.param("resourceVersion").unwrap_or("");
     let (tx, rx) = mpsc::unbounded_channel();
     let mut initial: Vec<Bytes> = Vec::new();
+    // The current objects a watch starts with, encoded as they are sent.
+    let mut initial_events: Option<InitialEvents> = None;
+    let mut rx = Some(rx);
+    // A streaming list cut by an injected fault: no live changes follow.
+    let mut cut = false;
     {
         let mut store = lock(&shared.store);
         if rv_param.is_empty() || rv_param == "0" || send_initial {
@@ -108,24 +117,31 @@ pub(super) fn watch_response(
                     }
                 }
             }
-            let mut chunk = String::new();
-            for body in store
+            // In namespace/name order (etcd's key order), as `watchlist.jsonl` shows.
+            let mut bodies: Vec<Arc<str>> = store
                 .keys
                 .values()
-                .filter_map(|v| v.last().and_then(|v| v.body.as_ref()))
+                .filter_map(|v| v.last().and_then(|v| v.body.clone()))
                 .filter(|b| selection.matches(b))
+                .collect();
+            let mut end = (send_initial && bookmarks).then(|| bookmark_frame(store.rv, true));
+            if let Some(fault) = send_initial
+                .then(|| watch_list::take_fault(shared))
+                .flatten()
             {
-                chunk.push_str(&watch_frame("ADDED", body));
-                if chunk.len() > 64 * 1024 {
-                    initial.push(Bytes::from(std::mem::take(&mut chunk)));
+                bodies.truncate(fault.after);
+                end = None;
+                cut = true;
+                if fault.hold {
+                    watch_list::hold(shared, tx.clone());
+                } else {
+                    rx = None;
                 }
             }
-            if send_initial && bookmarks {
-                chunk.push_str(&bookmark_frame(store.rv, true));
-            }
-            if !chunk.is_empty() {
-                initial.push(Bytes::from(chunk));
-            }
+            initial_events = Some(InitialEvents {
+                bodies: bodies.into_iter(),
+                end,
+            });
         } else {
             let rv = match rv_param.parse::<u64>() {
                 Ok(rv) => rv,
@@ -139,7 +155,9 @@ pub(super) fn watch_response(
             if rv < store.compact_rv {
                 drop(store);
                 return stream_response(
-                    vec![Bytes::from(format!("{WATCH_EXPIRED_FRAME}\n"))],
+                    Box::new(std::iter::once(Bytes::from(format!(
+                        "{WATCH_EXPIRED_FRAME}\n"
+                    )))),
                     None,
                     shared,
                     false,
@@ -165,20 +183,56 @@ pub(super) fn watch_response(
             }
         }
         let selection = (!selection.is_everything()).then(|| Arc::new(selection));
-        store.watchers.push(Watcher { tx, selection });
+        if !cut {
+            store.watchers.push(Watcher { tx, selection });
+        }
     }
     let prepared = lock(&shared.prepared).take();
     let gated = prepared.is_some();
     if let Some(p) = prepared {
         initial.splice(0..0, p);
     }
-    stream_response_gated(initial, Some(rx), shared, bookmarks, timeout, gated)
+    let frames: Frames = Box::new(
+        initial
+            .into_iter()
+            .chain(initial_events.into_iter().flatten()),
+    );
+    stream_response_gated(frames, rx, shared, bookmarks, timeout, gated)
 }
+
+/// A watch's first frames, produced as they are sent rather than all at once (a streaming
+/// list of 100,000 events is 120 MB): `ADDED` for each object, then the end bookmark if any.
+struct InitialEvents {
+    bodies: std::vec::IntoIter<Arc<str>>,
+    end: Option<String>,
+}
+
+impl Iterator for InitialEvents {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut chunk = String::new();
+        while chunk.len() <= 64 * 1024 {
+            match self.bodies.next() {
+                Some(body) => chunk.push_str(&watch_frame("ADDED", &body)),
+                None => {
+                    if let Some(end) = self.end.take() {
+                        chunk.push_str(&end);
+                    }
+                    break;
+                }
+            }
+        }
+        (!chunk.is_empty()).then(|| Bytes::from(chunk))
+    }
+}
+
+type Frames = Box<dyn Iterator<Item = Bytes> + Send>;
 
 type Out = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
 
 fn stream_response(
-    initial: Vec<Bytes>,
+    initial: Frames,
     rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
     shared: &Arc<Shared>,
     bookmarks: bool,
@@ -189,7 +243,7 @@ fn stream_response(
 
 /// `gated`: `initial` is the prepared body; wait for `start_prepared` and record when it went.
 fn stream_response_gated(
-    initial: Vec<Bytes>,
+    initial: Frames,
     rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
     shared: &Arc<Shared>,
     bookmarks: bool,
@@ -220,7 +274,14 @@ fn stream_response_gated(
             }
             lock(&shared.prepared_times).last_sent = Some(SystemTime::now());
             let _ = w
-                .run(Vec::new(), rx, &shared, bookmarks, interval, timeout)
+                .run(
+                    Box::new(std::iter::empty()),
+                    rx,
+                    &shared,
+                    bookmarks,
+                    interval,
+                    timeout,
+                )
                 .await;
             return;
         }
@@ -293,7 +354,7 @@ impl Writer {
 
     async fn run(
         &mut self,
-        initial: Vec<Bytes>,
+        initial: Frames,
         rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
         shared: &Shared,
         bookmarks: bool,
