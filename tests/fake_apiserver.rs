@@ -1653,3 +1653,25 @@ fn each_list_page_costs_the_configured_delay() {
         t.elapsed()
     );
 }
+
+#[test]
+fn initial_events_can_be_paced_like_a_real_server() {
+    let fake = FakeApiServer::start(Options {
+        initial_event_delay: Duration::from_millis(30),
+        ..Options::default()
+    });
+    for i in 0..10 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    let t = Instant::now();
+    let mut w = get(&fake, STREAMING);
+    for _ in 0..10 {
+        assert_eq!(frame_type(&w.line()), "ADDED");
+    }
+    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -121,6 +121,10 @@ pub struct Options {
     pub list_page_delay: Duration,
     /// See `list_page_delay`: the cost of each item of a page.
     pub list_item_delay: Duration,
+    /// What each initial frame of a watch costs (a streaming list's events): the real server
+    /// streamed 100,000 events in 2.1 s, 21 µs each. Zero (the default) sends them as fast as
+    /// the socket takes them.
+    pub initial_event_delay: Duration,
 }
 
 impl Default for Options {
@@ -138,6 +142,7 @@ impl Default for Options {
             watch_list: true,
             list_page_delay: Duration::from_millis(20),
             list_item_delay: Duration::ZERO,
+            initial_event_delay: Duration::ZERO,
         }
     }
 }
