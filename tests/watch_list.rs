@@ -64,6 +64,11 @@ fn start_notified(layout: &Layout, extra: &[&str]) -> (Daemon, Receiver<String>)
     (Daemon::spawn(&mut cmd), rx)
 }
 
+/// The list pages the daemon needs for `events`.
+fn pages(events: usize) -> usize {
+    events.div_ceil(kube_event_pipe::source::api::PAGE_LIMIT as usize)
+}
+
 fn saved_version(layout: &Layout) -> Option<String> {
     std::fs::read_to_string(layout.state().join("resource_version"))
         .ok()
@@ -202,9 +207,9 @@ fn a_server_without_streaming_lists_gets_pages_for_the_rest_of_the_process_with_
         "{log}"
     );
     assert!(log.contains("WatchList feature gate"), "{log}");
-    // One refused streaming list; then 3 pages (limit 500) twice.
+    // One refused streaming list; then the pages, twice.
     assert_eq!(api.streaming_list_count(), 1, "{log}");
-    assert_eq!(api.list_request_count(), 6, "{log}");
+    assert_eq!(api.list_request_count(), 2 * pages(1203), "{log}");
 }
 
 #[test]
@@ -245,7 +250,7 @@ fn no_end_bookmark_within_the_bound_falls_back_to_pages() {
     );
     assert_each_once(&api, &layout, &log);
     assert_eq!(api.streaming_list_count(), 1, "{log}");
-    assert_eq!(api.list_request_count(), 2, "{log}");
+    assert_eq!(api.list_request_count(), pages(800), "{log}");
 }
 
 #[test]
