@@ -10,11 +10,11 @@ use super::selection::{RejectionSlot, Selection};
 use crate::wire::frame;
 
 /// Events per list page (the fallback when the server cannot stream lists). A real server
-/// spends ~15 ms per page plus ~14 µs per item: 100,000 events take 4.9 s in pages of 500,
-/// 2.3 s in pages of 2000 and 1.8 s in pages of 5000 (benches/pipeline.rs rows 7 and 7b).
-/// Two pages are in memory at a time (one written, the next arriving), ~1.2 KB an event, so
-/// 2000 halves the sync for about 3.5 MiB more than 500; 5000 would save another 0.5 s for
-/// 7 MiB more.
+/// spends ~15 ms per page plus ~14 µs per item: the daemon listed 100,000 events in 5.0 s in
+/// pages of 500 and 2.4 s in pages of 2000, a plain client in 1.9 s in pages of 5000
+/// (benches/pipeline.rs rows 7 and 7b). Pages are held whole, the next one arriving while one
+/// is written: 2000 raised the sync's peak from 14.7 to 20.0 MiB; 5000 would save another
+/// 0.5 s for some 8 MiB more.
 pub const PAGE_LIMIT: u32 = 2000;
 
 #[derive(Debug, thiserror::Error)]
