@@ -93,7 +93,6 @@ impl Watcher<'_> {
 
     async fn stream_list(&mut self, backoff: &mut Backoff) -> Result<Streamed, Stopped> {
         self.progress.listing();
-        let deadline = tokio::time::Instant::now() + self.end_bookmark_bound();
         // As for any watch: the server ends it a little after our own idle bound.
         let timeout = self.idle_timeout.as_secs() + 30;
         let opened = tokio::select! {
@@ -111,6 +110,8 @@ impl Watcher<'_> {
             }
         };
         tracing::debug!("streaming list established");
+        // Counted from the answer: a server slow to answer is the request timeout's business.
+        let deadline = tokio::time::Instant::now() + self.end_bookmark_bound();
         let mut buf = LineBuf::new();
         // Initial events carry versions in no useful order; they are read and dropped.
         let mut scratch = String::new();
@@ -162,7 +163,7 @@ impl Watcher<'_> {
                     return self.stream_failed(backoff, &cause).await;
                 }
                 Some(InitialEnd::Watch(_)) => {
-                    let cause = "the streaming list ended before its end bookmark";
+                    let cause = "the streaming list expired (410) before its end bookmark";
                     return self.stream_failed(backoff, cause).await;
                 }
                 None => {}
