@@ -912,7 +912,7 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     let expected: Vec<String> = written.iter().map(|(_, l)| l.clone()).collect();
     assert_eq!(out, expected, "written in order, byte for byte");
 
-    // The same odd events through a list (a fresh state directory lists everything).
+    // The same odd events through a streaming list (a fresh state directory lists everything).
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
     let d = start(&fresh, &[]);
@@ -927,10 +927,38 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     for (what, line) in &written {
         assert!(listed.contains(line), "{what} differs when listed");
     }
+
+    // And through list pages, from a server without streaming lists.
+    let paged = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    for (_, name, fields) in &faithful {
+        paged.create("odd", name, fields);
+    }
+    let fresh = Layout::new();
+    paged.write_kubeconfig(fresh.kubeconfig(), Auth::None);
+    let d = start(&fresh, &[]);
+    assert!(
+        wait_until(T, || whole_lines(&fresh.out()).len() >= faithful.len()),
+        "{}",
+        d.stderr()
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("does not offer streaming lists"), "{log}");
+    let listed: HashSet<String> = assert_whole_json(&fresh.out()).into_iter().collect();
+    for (what, name, _) in &faithful {
+        let line = paged.object_line("odd", name);
+        assert!(
+            listed.contains(&line),
+            "{what} differs when listed in pages"
+        );
+    }
     let faithful_names: Vec<&str> = faithful.iter().map(|f| f.0).collect();
     let skipped_names: Vec<&str> = skipped.iter().map(|s| s.0).collect();
     println!(
-        "FAULTS hostile input: written faithfully (watch and list): {}; logged and skipped: {}; panics=0",
+        "FAULTS hostile input: written faithfully (watch, streaming list and list pages): {}; logged and skipped: {}; panics=0",
         faithful_names.join(", "),
         skipped_names.join(", ")
     );

@@ -71,7 +71,8 @@ pub const LOG_TARGET: Key = Key {
 pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     toml: "watch_idle_timeout_sec",
     default_text: "300",
-    help: "seconds a watch may deliver nothing before it is torn down and resumed",
+    help: "seconds a watch may deliver nothing before it is torn down and resumed; also the \
+           longest wait for a streaming list's end bookmark, if under 60",
 };
 
 pub const NAMESPACE: Key = Key {
