@@ -5,19 +5,30 @@
 //!
 //! ```text
 //! cargo bench --bench pipeline -- [--frames N] [--sync-events N] [--restart-events N]
-//!     [--idle-secs S] [--store-output FILE] [--keep DIR]
+//!     [--idle-secs S] [--store-output FILE] [--keep DIR] [--rows 1,2,2b,5,6,6b,7]
 //! ```
+//!
+//! `--rows` runs only the scenarios listed (2 includes 3 and 4, which follow it on the same
+//! fake; 7 includes 7b).
 //!
 //! Scenarios (one table at the end, every figure measured in this run):
 //! 1. stream: N watch frames pre-rendered by the fake (`--prepared-watch N`, half repeats),
 //!    sent as fast as the socket takes them; next to it the same frames parsed by serde_json
 //!    alone in this process;
-//! 2. initial sync: a paged list of `--sync-events` events; next to it a plain HTTP client
-//!    fetching the same pages (fetch only; fetch and parse; fetch and write to a file);
-//!    2b: the same against a fake that encodes each item per request (`--encode-lists`);
+//! 2. initial sync by paged list, against a fake without streaming lists and without a
+//!    per-page cost: `--sync-events` events; next to it a plain HTTP client fetching the same
+//!    pages (fetch only; fetch and parse; fetch and write to a file); 2b: the same against a
+//!    fake that encodes each item per request (`--encode-lists`);
 //! 3. restart: stop, add `--restart-events`, start with the same state;
 //! 4. idle: CPU over `--idle-secs` with a bookmark every 10 s;
-//! 5. store: the figures of `cargo bench --bench store` (`--store-output`, written by run.sh).
+//! 5. store: the figures of `cargo bench --bench store` (`--store-output`, written by run.sh);
+//! 6. initial sync by streaming list (the default): next to it a plain client that streams
+//!    the same list and stops at the end bookmark (fetch only); against the fake sending as
+//!    fast as the socket takes it, and (6b) at a real server's pace ([`STREAM_COST_US`]);
+//! 7. initial sync by paged list when the server refuses streaming lists, against a fake that
+//!    charges a real server's cost per page ([`PAGE_COST_MS`] + [`ITEM_COST_US`] per item); next
+//!    to it the plain client fetching the same pages, and the plain client at other page sizes
+//!    (7b), from which the daemon's page size is chosen.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -36,6 +47,17 @@ use serde_json::value::RawValue;
 
 const INITIAL_RV: u64 = 100;
 
+/// The cost model of a real kube-apiserver's paged list (v1.36, 100,000 events of ~1.2 KB):
+/// 4.3–4.5 s with `limit=500` (201 pages) and 1.6–1.8 s with `limit=5000` (20 pages) fit
+/// 15 ms per page plus 14 µs per item.
+const PAGE_COST_MS: u64 = 15;
+const ITEM_COST_US: u64 = 14;
+/// The same server streamed the list to its end bookmark in 2.1 s: 21 µs per event.
+const STREAM_COST_US: u64 = 21;
+
+/// The daemon's page size.
+const PAGE_LIMIT: u32 = kube_event_pipe::source::api::PAGE_LIMIT;
+
 struct Args {
     frames: usize,
     sync_events: usize,
@@ -43,6 +65,16 @@ struct Args {
     idle_secs: u64,
     store_output: Option<PathBuf>,
     keep: Option<PathBuf>,
+    /// Scenarios to run (all when None).
+    rows: Option<Vec<String>>,
+}
+
+impl Args {
+    fn runs(&self, row: &str) -> bool {
+        self.rows
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|x| x == row))
+    }
 }
 
 fn args() -> Args {
@@ -53,6 +85,7 @@ fn args() -> Args {
         idle_secs: 60,
         store_output: None,
         keep: None,
+        rows: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -64,6 +97,7 @@ fn args() -> Args {
             "--idle-secs" => a.idle_secs = v().parse().expect("--idle-secs"),
             "--store-output" => a.store_output = Some(v().into()),
             "--keep" => a.keep = Some(v().into()),
+            "--rows" => a.rows = Some(v().split(',').map(str::to_string).collect()),
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -409,16 +443,24 @@ fn continue_token(page: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&head[at..end]).into_owned())
 }
 
-/// Fetches every page as the daemon does (limit 500, following continue tokens), handing each
-/// body to `read`, which returns the next page's token; returns the time taken.
-fn walk_pages(api: &str, mut read: impl FnMut(Vec<u8>) -> Option<String>) -> Duration {
+/// Fetches every page as the daemon does (its page size, following continue tokens), handing
+/// each body to `read`, which returns the next page's token; returns the time taken.
+fn walk_pages(api: &str, read: impl FnMut(Vec<u8>) -> Option<String>) -> Duration {
+    walk_pages_of(api, PAGE_LIMIT, read)
+}
+
+fn walk_pages_of(
+    api: &str,
+    limit: u32,
+    mut read: impl FnMut(Vec<u8>) -> Option<String>,
+) -> Duration {
     let start = Instant::now();
     let mut c = HttpClient::connect(api);
     let mut token: Option<String> = None;
     loop {
         let path = match &token {
-            None => "/api/v1/events?limit=500".to_string(),
-            Some(t) => format!("/api/v1/events?limit=500&continue={t}"),
+            None => format!("/api/v1/events?limit={limit}"),
+            Some(t) => format!("/api/v1/events?limit={limit}&continue={t}"),
         };
         let (status, body) = c.request("GET", &path);
         assert_eq!(status, 200, "list page");
@@ -642,15 +684,7 @@ fn stream(daemon_bin: &Path, fake_bin: &Path, dir: &Path, n: usize) -> StreamRes
 struct SyncResult {
     events: usize,
     pages: usize,
-    lines: u64,
-    false_positives: u64,
-    exact: bool,
-    secs: f64,
-    cpu: f64,
-    /// CPU the fake server used meanwhile: with the daemon's, what the two cores had to do.
-    fake_cpu: f64,
-    mem: Mem,
-    peak_anon_kib: u64,
+    sync: ColdSync,
     plain_secs: f64,
     plain_parse_secs: f64,
     plain_write_secs: f64,
@@ -682,21 +716,7 @@ fn measure_sync(
 ) -> (SyncResult, Daemon, PathBuf, PathBuf, PathBuf) {
     // Warm-up fetch (builds the fake's list snapshot); it also gives the expected output.
     let (_, pages) = fetch_all_pages(&fake.api, true);
-    let mut expected: Vec<Vec<u8>> = Vec::with_capacity(events);
-    #[derive(Deserialize)]
-    struct Page<'a> {
-        #[serde(borrow)]
-        items: Vec<&'a RawValue>,
-    }
-    for p in &pages {
-        let page: Page<'_> = serde_json::from_slice(p).expect("page");
-        for it in page.items {
-            let rest = &it.get()[1..];
-            expected
-                .push(format!("{{\"kind\":\"Event\",\"apiVersion\":\"v1\",{rest}\n").into_bytes());
-        }
-    }
-    let expected_bytes: u64 = expected.iter().map(|l| l.len() as u64).sum();
+    let expected = expected_from_pages(&pages, events);
     let items = expected.len();
     assert_eq!(
         items, events,
@@ -718,51 +738,36 @@ fn measure_sync(
     }
     drop(pages);
 
-    let state = dir.join(format!("{tag}-state"));
-    let out = dir.join(format!("{tag}-events.log"));
-    let log = dir.join(format!("{tag}-daemon.log"));
-    fake.admin("DELETE", "/fake/requests");
-    let watching = || {
-        let r: serde_json::Value =
-            serde_json::from_str(&fake.admin("GET", "/fake/requests")).expect("requests");
-        r.as_array()
-            .expect("array")
-            .iter()
-            .any(|r| r["watch"] == true)
-    };
-    let fake_cpu0 = cpu_secs(fake.child.id());
-    let t0 = unix_now_ns();
-    let d = Daemon::start(daemon_bin, kubeconfig, &state, &out, &log);
-    let (done, peak_anon) = wait_output(
-        &out,
-        expected_bytes,
-        d.pid(),
-        Duration::from_millis(2),
-        Duration::from_secs(300),
-        watching,
-    );
-    let secs = (done - t0) as f64 / 1e9;
-    let cpu = cpu_secs(d.pid());
-    let fake_cpu = cpu_secs(fake.child.id()) - fake_cpu0;
-    let m = mem(d.pid());
-    let (lines, false_positives, exact) = compare_output(&out, 0, expected.into_iter());
+    let (c, d, state, out, log) = start_sync(daemon_bin, fake, kubeconfig, dir, tag, expected);
     let sync = SyncResult {
         events: items,
-        pages: items.div_ceil(500),
-        lines,
-        false_positives,
-        exact,
-        secs,
-        cpu,
-        fake_cpu,
-        mem: m,
-        peak_anon_kib: peak_anon,
+        pages: items.div_ceil(PAGE_LIMIT as usize),
+        sync: c,
         plain_secs: plain,
         plain_parse_secs: plain_parse,
         plain_write_secs: plain_write,
     };
 
     (sync, d, state, out, log)
+}
+
+/// The lines the daemon writes for listed pages: each item with kind and apiVersion put first.
+fn expected_from_pages(pages: &[Vec<u8>], events: usize) -> Vec<Vec<u8>> {
+    #[derive(Deserialize)]
+    struct Page<'a> {
+        #[serde(borrow)]
+        items: Vec<&'a RawValue>,
+    }
+    let mut expected: Vec<Vec<u8>> = Vec::with_capacity(events);
+    for p in pages {
+        let page: Page<'_> = serde_json::from_slice(p).expect("page");
+        for it in page.items {
+            let rest = &it.get()[1..];
+            expected
+                .push(format!("{{\"kind\":\"Event\",\"apiVersion\":\"v1\",{rest}\n").into_bytes());
+        }
+    }
+    expected
 }
 
 /// Starts a fake holding `events` events, with a kubeconfig `<name>.kubeconfig` in `dir`.
@@ -784,8 +789,18 @@ fn start_fake(
 /// The initial sync again, against a fake that encodes each listed item per request
 /// (`--encode-lists`), as kube-apiserver does, rather than copying stored JSON.
 fn encoded_sync(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> SyncResult {
-    let (fake, kubeconfig) =
-        start_fake(fake_bin, dir, "encoded", a.sync_events, &["--encode-lists"]);
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        "encoded",
+        a.sync_events,
+        &[
+            "--encode-lists",
+            "--no-watch-list",
+            "--list-page-delay-ms",
+            "0",
+        ],
+    );
     let (sync, d, _, out, _) = measure_sync(
         daemon_bin,
         &fake,
@@ -810,7 +825,13 @@ fn sync_restart_idle(
         dir,
         "sync",
         a.sync_events,
-        &["--bookmark-interval-ms", "10000"],
+        &[
+            "--bookmark-interval-ms",
+            "10000",
+            "--no-watch-list",
+            "--list-page-delay-ms",
+            "0",
+        ],
     );
     let (sync, d, state, out, log) =
         measure_sync(daemon_bin, &fake, &kubeconfig, dir, a.sync_events, "sync");
@@ -849,7 +870,10 @@ fn sync_restart_idle(
     let lines = BufReader::new(f).split(b'\n').count() as u64;
     let restart = RestartResult {
         secs,
-        lists: reqs.iter().filter(|r| r["list"] == true).count(),
+        lists: reqs
+            .iter()
+            .filter(|r| r["list"] == true || r["query"]["sendInitialEvents"] == "true")
+            .count(),
         watches: reqs.iter().filter(|r| r["watch"] == true).count(),
         lines,
         cpu,
@@ -870,6 +894,264 @@ fn sync_restart_idle(
     d.stop();
     let _ = std::fs::remove_file(&out);
     (sync, restart, idle)
+}
+
+const STREAMING_LIST: &str = "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=";
+
+/// A plain client of a streaming list: reads the chunked body until the end bookmark and
+/// hangs up (fetch only: the bookmark is found by a substring search in each chunk). With
+/// `keep`, returns the body read.
+fn stream_until_bookmark(api: &str, keep: bool) -> (Duration, Vec<u8>) {
+    let start = Instant::now();
+    let host = api.trim_start_matches("http://").trim_end_matches('/');
+    let stream = TcpStream::connect(host).expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let mut reader = BufReader::with_capacity(256 * 1024, stream);
+    let req = format!(
+        "GET {STREAMING_LIST} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n\r\n"
+    );
+    reader.get_mut().write_all(req.as_bytes()).expect("send");
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("status line");
+    assert!(line.contains(" 200 "), "streaming list: {line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("header");
+        if line.trim_end().is_empty() {
+            break;
+        }
+    }
+    let end = memchr::memmem::Finder::new(b"\"k8s.io/initial-events-end\"");
+    let mut kept = Vec::new();
+    let mut chunk = Vec::with_capacity(128 * 1024);
+    // The marker may straddle two chunks: search the tail of the previous one too.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).expect("chunk size");
+        let size = usize::from_str_radix(line.trim(), 16).expect("chunk size");
+        assert!(size > 0, "the streaming list ended before its end bookmark");
+        chunk.resize(size + 2, 0);
+        reader.read_exact(&mut chunk).expect("chunk");
+        chunk.truncate(size);
+        if keep {
+            kept.extend_from_slice(&chunk);
+        }
+        tail.extend_from_slice(&chunk[..chunk.len().min(64)]);
+        if end.find(&tail).is_some() || end.find(&chunk).is_some() {
+            return (start.elapsed(), kept);
+        }
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(64)..]);
+    }
+}
+
+/// The lines the daemon writes for a streaming list: each initial object, as sent.
+fn expected_from_stream(body: &[u8]) -> Vec<Vec<u8>> {
+    let mut expected = Vec::new();
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let frame: Frame<'_> = serde_json::from_slice(line).expect("frame");
+        if frame._frame_type == "BOOKMARK" {
+            break;
+        }
+        let mut l = frame.object.get().as_bytes().to_vec();
+        l.push(b'\n');
+        expected.push(l);
+    }
+    expected
+}
+
+struct ColdSync {
+    lines: u64,
+    false_positives: u64,
+    exact: bool,
+    secs: f64,
+    cpu: f64,
+    fake_cpu: f64,
+    mem: Mem,
+    peak_anon_kib: u64,
+    /// Streaming lists and list pages the daemon requested.
+    streaming_lists: usize,
+    pages: usize,
+}
+
+/// A daemon with fresh state syncs everything `fake` holds; `expected` are its lines. The
+/// daemon is left running (watching), with its state directory, output and log.
+fn start_sync(
+    daemon_bin: &Path,
+    fake: &Fake,
+    kubeconfig: &Path,
+    dir: &Path,
+    tag: &str,
+    expected: Vec<Vec<u8>>,
+) -> (ColdSync, Daemon, PathBuf, PathBuf, PathBuf) {
+    let expected_bytes: u64 = expected.iter().map(|l| l.len() as u64).sum();
+    let state = dir.join(format!("{tag}-state"));
+    let out = dir.join(format!("{tag}-events.log"));
+    let log = dir.join(format!("{tag}-daemon.log"));
+    fake.admin("DELETE", "/fake/requests");
+    let requests = || -> Vec<serde_json::Value> {
+        let r: serde_json::Value =
+            serde_json::from_str(&fake.admin("GET", "/fake/requests")).expect("requests");
+        r.as_array().expect("array").clone()
+    };
+    let fake_cpu0 = cpu_secs(fake.child.id());
+    let t0 = unix_now_ns();
+    let d = Daemon::start(daemon_bin, kubeconfig, &state, &out, &log);
+    // Done listing: a watch (or the streaming list going on as one) was answered.
+    let (done, peak_anon) = wait_output(
+        &out,
+        expected_bytes,
+        d.pid(),
+        Duration::from_millis(2),
+        Duration::from_secs(300),
+        || {
+            requests()
+                .iter()
+                .any(|r| r["watch"] == true && r["status"] == 200)
+        },
+    );
+    let secs = (done - t0) as f64 / 1e9;
+    let cpu = cpu_secs(d.pid());
+    let fake_cpu = cpu_secs(fake.child.id()) - fake_cpu0;
+    let m = mem(d.pid());
+    let reqs = requests();
+    let (lines, false_positives, exact) = compare_output(&out, 0, expected.into_iter());
+    let sync = ColdSync {
+        lines,
+        false_positives,
+        exact,
+        secs,
+        cpu,
+        fake_cpu,
+        mem: m,
+        peak_anon_kib: peak_anon,
+        streaming_lists: reqs
+            .iter()
+            .filter(|r| r["query"]["sendInitialEvents"] == "true")
+            .count(),
+        pages: reqs.iter().filter(|r| r["list"] == true).count(),
+    };
+    (sync, d, state, out, log)
+}
+
+/// [`start_sync`], then the daemon is stopped and its output removed.
+fn cold_sync(
+    daemon_bin: &Path,
+    fake: &Fake,
+    kubeconfig: &Path,
+    dir: &Path,
+    tag: &str,
+    expected: Vec<Vec<u8>>,
+) -> ColdSync {
+    let (sync, d, _, out, _) = start_sync(daemon_bin, fake, kubeconfig, dir, tag, expected);
+    d.stop();
+    let _ = std::fs::remove_file(&out);
+    sync
+}
+
+struct StreamingSync {
+    events: usize,
+    sync: ColdSync,
+    plain_secs: f64,
+}
+
+/// Row 6: the initial sync by streaming list, next to a plain client streaming the same list;
+/// `pace_us` per event as the fake's cost (6b), or none.
+fn streaming_sync(
+    daemon_bin: &Path,
+    fake_bin: &Path,
+    dir: &Path,
+    a: &Args,
+    pace_us: u64,
+) -> StreamingSync {
+    let pace = pace_us.to_string();
+    let tag = format!("streaming-{pace_us}us");
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        &tag,
+        a.sync_events,
+        &["--initial-event-delay-us", &pace],
+    );
+    let (_, body) = stream_until_bookmark(&fake.api, true);
+    let expected = expected_from_stream(&body);
+    drop(body);
+    assert_eq!(
+        expected.len(),
+        a.sync_events,
+        "the fake streamed another number of events"
+    );
+    let plain = (0..3)
+        .map(|_| stream_until_bookmark(&fake.api, false).0.as_secs_f64())
+        .fold(f64::MAX, f64::min);
+    eprintln!("streaming: plain client {plain:.3}s; the daemon ...");
+    let sync = cold_sync(daemon_bin, &fake, &kubeconfig, dir, &tag, expected);
+    StreamingSync {
+        events: a.sync_events,
+        sync,
+        plain_secs: plain,
+    }
+}
+
+struct PagedFallback {
+    events: usize,
+    sync: ColdSync,
+    plain_secs: f64,
+    /// (page size, plain client fetch-only seconds).
+    sizes: Vec<(u32, f64)>,
+}
+
+/// Row 7: a server that refuses streaming lists and charges a real server's cost per page.
+fn paged_fallback(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> PagedFallback {
+    let page_ms = PAGE_COST_MS.to_string();
+    let item_us = ITEM_COST_US.to_string();
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        "fallback",
+        a.sync_events,
+        &[
+            "--no-watch-list",
+            "--list-page-delay-ms",
+            &page_ms,
+            "--list-item-delay-us",
+            &item_us,
+        ],
+    );
+    let (_, pages) = fetch_all_pages(&fake.api, true);
+    let expected = expected_from_pages(&pages, a.sync_events);
+    drop(pages);
+    let plain = (0..2)
+        .map(|_| fetch_all_pages(&fake.api, false).0.as_secs_f64())
+        .fold(f64::MAX, f64::min);
+    let mut sizes = Vec::new();
+    for limit in [500, 1000, 2000, 5000] {
+        let t = walk_pages_of(&fake.api, limit, |b| continue_token(&b));
+        sizes.push((limit, t.as_secs_f64()));
+    }
+    eprintln!("fallback: plain client {plain:.3}s, page sizes {sizes:?}; the daemon ...");
+    let sync = cold_sync(daemon_bin, &fake, &kubeconfig, dir, "fallback", expected);
+    PagedFallback {
+        events: a.sync_events,
+        sync,
+        plain_secs: plain,
+        sizes,
+    }
+}
+
+/// The daemon's columns of a cold-sync row.
+fn cold_sync_cells(c: &ColdSync) -> String {
+    format!(
+        "{:.3} s from start; {:.2} CPU s (the fake server meanwhile: {:.2} CPU s); VmHWM {:.1} MiB (RssAnon {:.1} now, sampled peak {:.1}; RssFile {:.1})",
+        c.secs,
+        c.cpu,
+        c.fake_cpu,
+        mib(c.mem.hwm_kib),
+        mib(c.mem.rss_anon_kib),
+        mib(c.peak_anon_kib),
+        mib(c.mem.rss_file_kib),
+    )
 }
 
 /// The lines of `cargo bench --bench store` output that hold figures.
@@ -911,26 +1193,21 @@ fn machine() -> String {
 
 /// One row of the table for an initial sync.
 fn sync_row(num: &str, label: &str, sy: &SyncResult) {
+    let c = &sy.sync;
     println!(
-        "| {num} | {label}, {} events in {} pages of 500 | {:.3} s from start; {:.2} CPU s (the fake server meanwhile: {:.2} CPU s); VmHWM {:.1} MiB (RssAnon {:.1} now, sampled peak {:.1}; RssFile {:.1}) | plain HTTP client, same pages (best of 3 each): {:.3} s fetch only; {:.3} s fetch + serde_json page parse; {:.3} s fetch + write each page to a file | {:.2}× fetch only; {:.2}× fetch + parse; {:.2}× fetch + write | {} lines ({} left out as bloom false positives), byte-exact and in order: {} |",
+        "| {num} | {label}, {} events in {} pages of {PAGE_LIMIT} | {} | plain HTTP client, same pages (best of 3 each): {:.3} s fetch only; {:.3} s fetch + serde_json page parse; {:.3} s fetch + write each page to a file | {:.2}× fetch only; {:.2}× fetch + parse; {:.2}× fetch + write | {} lines ({} left out as bloom false positives), byte-exact and in order: {} |",
         sy.events,
         sy.pages,
-        sy.secs,
-        sy.cpu,
-        sy.fake_cpu,
-        mib(sy.mem.hwm_kib),
-        mib(sy.mem.rss_anon_kib),
-        mib(sy.peak_anon_kib),
-        mib(sy.mem.rss_file_kib),
+        cold_sync_cells(c),
         sy.plain_secs,
         sy.plain_parse_secs,
         sy.plain_write_secs,
-        sy.secs / sy.plain_secs,
-        sy.secs / sy.plain_parse_secs,
-        sy.secs / sy.plain_write_secs,
-        sy.lines,
-        sy.false_positives,
-        sy.exact,
+        c.secs / sy.plain_secs,
+        c.secs / sy.plain_parse_secs,
+        c.secs / sy.plain_write_secs,
+        c.lines,
+        c.false_positives,
+        c.exact,
     );
 }
 
@@ -941,68 +1218,144 @@ fn main() {
     let dir = a.keep.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir).expect("dir");
 
-    let s = stream(&daemon_bin, &fake_bin, &dir, a.frames);
-    eprintln!("stream: {:.3}s", s.secs);
-    let (sy, r, idle) = sync_restart_idle(&daemon_bin, &fake_bin, &dir, &a);
-    let esy = encoded_sync(&daemon_bin, &fake_bin, &dir, &a);
+    let s = a
+        .runs("1")
+        .then(|| stream(&daemon_bin, &fake_bin, &dir, a.frames));
+    let paged = a
+        .runs("2")
+        .then(|| sync_restart_idle(&daemon_bin, &fake_bin, &dir, &a));
+    let esy = a
+        .runs("2b")
+        .then(|| encoded_sync(&daemon_bin, &fake_bin, &dir, &a));
+    let wl = a
+        .runs("6")
+        .then(|| streaming_sync(&daemon_bin, &fake_bin, &dir, &a, 0));
+    let wl_paced = a
+        .runs("6b")
+        .then(|| streaming_sync(&daemon_bin, &fake_bin, &dir, &a, STREAM_COST_US));
+    let fb = a
+        .runs("7")
+        .then(|| paged_fallback(&daemon_bin, &fake_bin, &dir, &a));
 
-    let rate = s.frames as f64 / s.secs;
-    let serde_rate = s.serde.frames as f64 / s.serde.parse.as_secs_f64();
     println!();
     println!("machine: {}", machine());
+    println!(
+        "server cost model: rows 2 and 2b none (the fake answers from memory); row 6 none (the streaming list is sent as fast as the socket takes it); row 6b {STREAM_COST_US} µs per streamed event; row 7 {PAGE_COST_MS} ms per page + {ITEM_COST_US} µs per item (a real kube-apiserver's figures: 100,000 events streamed in 2.1 s; paged 4.3-4.5 s with limit=500, 1.6-1.8 s with limit=5000)"
+    );
     println!();
     println!("| # | scenario | kube-event-pipe | reference | ratio | checks |");
     println!("|---|---|---|---|---|---|");
-    println!(
-        "| 1 | stream, {} frames ({} new, {:.0} MB) | {:.0} events/s ({:.3} s); {:.2} CPU s per 1M events; VmHWM {:.1} MiB (RssAnon {:.1}, RssFile {:.1}) | serde_json alone: {:.0} frames/s ({:.3} s) | {:.2} of serde_json | {} lines of {} new ({} left out as bloom false positives); every line byte-exact and in order: {}; fake sent the body in {:.3} s |",
-        s.frames,
-        s.serde.expected_lines,
-        s.serde.expected_bytes as f64 / 1e6,
-        rate,
-        s.secs,
-        s.cpu / s.frames as f64 * 1e6,
-        mib(s.mem.hwm_kib),
-        mib(s.mem.rss_anon_kib),
-        mib(s.mem.rss_file_kib),
-        serde_rate,
-        s.serde.parse.as_secs_f64(),
-        rate / serde_rate,
-        s.lines,
-        s.serde.expected_lines,
-        s.false_positives,
-        s.exact,
-        s.fake_send_secs,
-    );
-    sync_row("2", "initial sync", &sy);
-    sync_row(
-        "2b",
-        "initial sync, the fake encoding each item per request (`--encode-lists`)",
-        &esy,
-    );
-    println!(
-        "| 3 | restart, {} events added while stopped | {:.3} s from start to the last line; {:.2} CPU s | | | {} list requests (must be 0), {} watch requests, {} lines (must be {}) |",
-        a.restart_events, r.secs, r.cpu, r.lists, r.watches, r.lines, a.restart_events
-    );
-    println!(
-        "| 4 | idle {} s, bookmark every 10 s | {:.3} CPU s = {:.3} % of a core (CPU clock tick {:.0} ms) | | | steady: RssAnon {:.1} MiB, RssFile {:.1} MiB, VmHWM {:.1} MiB |",
-        idle.secs,
-        idle.cpu,
-        idle.cpu / idle.secs as f64 * 100.0,
-        1000.0 / clk_tck(),
-        mib(idle.mem.rss_anon_kib),
-        mib(idle.mem.rss_file_kib),
-        mib(idle.mem.hwm_kib),
-    );
-    match &a.store_output {
-        Some(p) => {
-            let rows = store_rows(p);
-            println!(
-                "| 5 | store, 1M per filter × 3, error rate 0.01 (`cargo bench --bench store`, this run) | {} | | | |",
-                rows.join("; ")
-            );
+    if let Some(s) = &s {
+        let rate = s.frames as f64 / s.secs;
+        let serde_rate = s.serde.frames as f64 / s.serde.parse.as_secs_f64();
+        println!(
+            "| 1 | stream, {} frames ({} new, {:.0} MB) | {:.0} events/s ({:.3} s); {:.2} CPU s per 1M events; VmHWM {:.1} MiB (RssAnon {:.1}, RssFile {:.1}) | serde_json alone: {:.0} frames/s ({:.3} s) | {:.2} of serde_json | {} lines of {} new ({} left out as bloom false positives); every line byte-exact and in order: {}; fake sent the body in {:.3} s |",
+            s.frames,
+            s.serde.expected_lines,
+            s.serde.expected_bytes as f64 / 1e6,
+            rate,
+            s.secs,
+            s.cpu / s.frames as f64 * 1e6,
+            mib(s.mem.hwm_kib),
+            mib(s.mem.rss_anon_kib),
+            mib(s.mem.rss_file_kib),
+            serde_rate,
+            s.serde.parse.as_secs_f64(),
+            rate / serde_rate,
+            s.lines,
+            s.serde.expected_lines,
+            s.false_positives,
+            s.exact,
+            s.fake_send_secs,
+        );
+    }
+    if let Some((sy, _, _)) = &paged {
+        sync_row(
+            "2",
+            "initial sync by paged list (a server without streaming lists, no per-page cost)",
+            sy,
+        );
+    }
+    if let Some(esy) = &esy {
+        sync_row(
+            "2b",
+            "the same, the fake encoding each item per request (`--encode-lists`)",
+            esy,
+        );
+    }
+    if let Some((_, r, idle)) = &paged {
+        println!(
+            "| 3 | restart, {} events added while stopped | {:.3} s from start to the last line; {:.2} CPU s | | | {} list requests (must be 0), {} watch requests, {} lines (must be {}) |",
+            a.restart_events, r.secs, r.cpu, r.lists, r.watches, r.lines, a.restart_events
+        );
+        println!(
+            "| 4 | idle {} s, bookmark every 10 s | {:.3} CPU s = {:.3} % of a core (CPU clock tick {:.0} ms) | | | steady: RssAnon {:.1} MiB, RssFile {:.1} MiB, VmHWM {:.1} MiB |",
+            idle.secs,
+            idle.cpu,
+            idle.cpu / idle.secs as f64 * 100.0,
+            1000.0 / clk_tck(),
+            mib(idle.mem.rss_anon_kib),
+            mib(idle.mem.rss_file_kib),
+            mib(idle.mem.hwm_kib),
+        );
+    }
+    if a.runs("5") {
+        match &a.store_output {
+            Some(p) => {
+                let rows = store_rows(p);
+                println!(
+                    "| 5 | store, 1M per filter × 3, error rate 0.01 (`cargo bench --bench store`, this run) | {} | | | |",
+                    rows.join("; ")
+                );
+            }
+            None => {
+                println!("| 5 | store | not run (pass --store-output; benches/run.sh does) | | | |")
+            }
         }
-        None => {
-            println!("| 5 | store | not run (pass --store-output; benches/run.sh does) | | | |")
-        }
+    }
+    for (num, label, w) in [
+        ("6", "", &wl),
+        ("6b", ", the fake at a real server's pace", &wl_paced),
+    ] {
+        let Some(w) = w else { continue };
+        let c = &w.sync;
+        println!(
+            "| {num} | initial sync by streaming list{label}, {} events | {} | plain client streaming the same list to its end bookmark (fetch only, best of 3): {:.3} s | {:.2}× | {} lines ({} left out as bloom false positives), byte-exact and in order: {}; {} streaming list, {} list pages |",
+            w.events,
+            cold_sync_cells(c),
+            w.plain_secs,
+            c.secs / w.plain_secs,
+            c.lines,
+            c.false_positives,
+            c.exact,
+            c.streaming_lists,
+            c.pages,
+        );
+    }
+    if let Some(f) = &fb {
+        let c = &f.sync;
+        println!(
+            "| 7 | initial sync, server refusing streaming lists (422) and charging {PAGE_COST_MS} ms + {ITEM_COST_US} µs per item a page, {} events in pages of {PAGE_LIMIT} | {} | plain client, same pages (fetch only, best of 2): {:.3} s | {:.2}× | {} lines ({} left out as bloom false positives), byte-exact and in order: {}; {} streaming list (refused), {} list pages |",
+            f.events,
+            cold_sync_cells(c),
+            f.plain_secs,
+            c.secs / f.plain_secs,
+            c.lines,
+            c.false_positives,
+            c.exact,
+            c.streaming_lists,
+            c.pages,
+        );
+        println!(
+            "| 7b | the plain client at other page sizes, same cost model | | {} | | |",
+            f.sizes
+                .iter()
+                .map(|(l, t)| format!(
+                    "limit={l}: {t:.3} s ({} pages)",
+                    f.events.div_ceil(*l as usize)
+                ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
     }
 }

@@ -166,8 +166,20 @@ sec = by["Secret"]
 assert sec["type"] == "kubernetes.io/service-account-token", sec["type"]
 assert sec["metadata"]["namespace"] == "kube-system"
 assert sec["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "kube-event-pipe"
+# The namespaced variant: `-l 'kube-event-pipe/scope!=cluster'` leaves the cluster-wide objects
+# out, and the commented Role and RoleBinding grant the same, in one namespace.
+scope = lambda d: d["metadata"].get("labels", {}).get("kube-event-pipe/scope")
+assert sorted(d["kind"] for d in docs if scope(d) != "cluster") == ["Secret", "ServiceAccount"]
+tail = open(sys.argv[1]).read().split("# The namespaced variant", 1)[1].splitlines()[1:]
+variant = [d for d in yaml.safe_load_all("\n".join(l[2:] if l.startswith("# ") else "" for l in tail)) if d]
+vb = {d["kind"]: d for d in variant}
+assert sorted(vb) == ["Role", "RoleBinding"], sorted(vb)
+assert vb["Role"]["rules"] == rules, vb["Role"]["rules"]
+assert vb["RoleBinding"]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                        "name": vb["Role"]["metadata"]["name"]}
+assert vb["RoleBinding"]["subjects"] == crb["subjects"]
 EOF
-    pass "rbac.yaml: ServiceAccount kube-system/kube-event-pipe, ClusterRole exactly get/list/watch on core events, a Role with get/update on the one Lease and create on leases in kube-system, their bindings, a service-account-token Secret"
+    pass "rbac.yaml: ServiceAccount kube-system/kube-event-pipe, ClusterRole exactly get/list/watch on core events, a Role with get/update on the one Lease and create on leases in kube-system, their bindings, a service-account-token Secret; the namespaced Role variant grants the same in one namespace"
 else
     fail "rbac.yaml does not grant exactly what it should (see the assertion above)"
 fi

@@ -13,6 +13,7 @@ use crate::service::progress::Progress;
 use crate::service::{signals, systemd};
 use crate::sink::Sink;
 use crate::source::resume::ResumePoint;
+use crate::source::selection::Selection;
 use crate::source::{api::EventsApi, connect, first_contact, replay, watcher::Watcher};
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
@@ -51,7 +52,9 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     // anything is fetched, so a misconfigured unit fails at once with exit status 2.
     crate::service::permissions::warn_about_readable_files(&settings);
     let connection = connect::connect(&settings).await.map_err(Fatal::config)?;
-    let api = EventsApi::new(connection.client.clone()).with_contact(connection.contact);
+    let selection = Selection::from_settings(&settings);
+    let api =
+        EventsApi::new(connection.client.clone(), &selection).with_contact(connection.contact);
     let progress = Progress::default();
     let notifier = tokio::spawn(systemd::notifier(progress.clone(), shutdown.clone()));
     if let Some(listener) = listener {
@@ -72,30 +75,37 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         tracing::info!("stopped before the API server answered; nothing was written");
         return Ok(());
     }
+    // The first-contact request carries the selectors: one the server refuses is the
+    // operator's to fix (exit 2), and nothing has been created on disk yet.
+    if let Some(rejected) = api.rejected() {
+        stop_notifier(notifier).await;
+        return Err(Fatal::config(rejected));
+    }
 
     let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
-    tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
+    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
-    if settings.leader_election.value {
+    let followed = if settings.leader_election.value {
         let source = crate::leader::Source {
             client: connection.client,
             api,
+            selection,
             metrics,
         };
-        crate::leader::run(&settings, source, &mut pipeline, progress, shutdown).await;
+        crate::leader::run(&settings, source, &mut pipeline, progress, shutdown).await
     } else {
         Watcher {
             api,
             pipeline: &mut pipeline,
-            resume: ResumePoint::new(&settings.persistence_path.value),
+            resume: ResumePoint::new(&settings.persistence_path.value, &selection),
             shutdown,
             idle_timeout: settings.watch_idle_timeout.value,
             progress,
             metrics,
         }
         .run()
-        .await;
-    }
+        .await
+    };
     stop_notifier(notifier).await;
     let c = pipeline.counters();
     tracing::info!(
@@ -104,7 +114,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         malformed = c.malformed,
         "stopped"
     );
-    Ok(())
+    followed.map_err(Fatal::config)
 }
 
 /// Opens the destination and the dedup store (creating them when missing), and marks what a

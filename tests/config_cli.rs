@@ -172,6 +172,33 @@ fn cases() -> Vec<Case> {
             env: ("0.5", "0.5"),
             flag: ("3", "3"),
         },
+        Case {
+            key: "namespace",
+            default: "",
+            file: ("\"file-ns\"", "\"file-ns\""),
+            env: (" env-ns ", "\"env-ns\""),
+            flag: ("flag-ns", "\"flag-ns\""),
+        },
+        Case {
+            key: "field_selector",
+            default: "",
+            file: ("\"type=Warning\"", "\"type=Warning\""),
+            env: (
+                "reason!=Pulled,type==Normal",
+                "\"reason!=Pulled,type==Normal\"",
+            ),
+            flag: (
+                "metadata.namespace!=kube-system",
+                "\"metadata.namespace!=kube-system\"",
+            ),
+        },
+        Case {
+            key: "label_selector",
+            default: "",
+            file: ("\"team=a\"", "\"team=a\""),
+            env: ("team in (a, b)", "\"team in (a, b)\""),
+            flag: ("!canary", "\"!canary\""),
+        },
     ]
 }
 
@@ -288,6 +315,12 @@ fn invalid_values_are_reported_with_key_origin_value_and_allowed() {
             "2",
             "more than 1.2 × retry_period_sec (2, built-in default)",
         ),
+        ("namespace", "Kube-System", "a namespace name"),
+        ("namespace", "", "a namespace name"),
+        ("field_selector", "type", "has no =, == or !="),
+        ("field_selector", "=Warning", "no key before its operator"),
+        ("field_selector", "", "must not be empty"),
+        ("label_selector", " ", "must not be empty"),
     ];
     for (key, value, allowed) in bad {
         let flag = format!("--{}", key.replace('_', "-"));
@@ -447,6 +480,9 @@ fn check_config_prints_every_setting_with_its_source() {
         "lease_duration_sec",
         "renew_deadline_sec",
         "retry_period_sec",
+        "namespace",
+        "field_selector",
+        "label_selector",
     ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }

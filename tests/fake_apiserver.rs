@@ -642,13 +642,13 @@ fn send_initial_events_ends_with_the_initial_events_end_bookmark() {
         "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
     );
     assert_eq!(frame_type(&w.line()), "ADDED");
-    assert_eq!(
-        w.line(),
-        format!(
-            r#"{{"type":"BOOKMARK","object":{{"kind":"Event","apiVersion":"v1","metadata":{{"resourceVersion":"{}","creationTimestamp":null,"annotations":{{"k8s.io/initial-events-end":"true"}}}},"involvedObject":{{}},"reportingComponent":"","reportingInstance":"","source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null}}}}"#,
-            fake.current_rv()
-        )
-    );
+    // The captured end bookmark, with this server's resourceVersion.
+    let captured = fixture("watchlist.jsonl")
+        .lines()
+        .find(|l| l.contains("k8s.io/initial-events-end"))
+        .unwrap()
+        .replace("\"211\"", &format!("\"{}\"", fake.current_rv()));
+    assert_eq!(w.line(), captured);
 }
 
 #[test]
@@ -706,10 +706,11 @@ fn bookmarks_only_when_configured_and_allowed() {
         &fake,
         &format!("/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion={rv}"),
     );
+    // The end bookmark's shape (`watchlist.jsonl`) without the annotation.
     assert_eq!(
         w.line(),
         format!(
-            r#"{{"type":"BOOKMARK","object":{{"kind":"Event","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}","creationTimestamp":null}},"involvedObject":{{}},"reportingComponent":"","reportingInstance":"","source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null}}}}"#
+            r#"{{"type":"BOOKMARK","object":{{"kind":"Event","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"}},"involvedObject":{{}},"source":{{}},"firstTimestamp":null,"lastTimestamp":null,"eventTime":null,"reportingComponent":"","reportingInstance":""}}}}"#
         )
     );
     // Without allowWatchBookmarks: nothing within a second, then the timeout end.
@@ -1394,4 +1395,451 @@ fn lease_updates_of_a_refused_holder_fail_until_cleared() {
     );
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("metadata.resourceVersion"), "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Namespaces, field and label selectors
+// ---------------------------------------------------------------------------------------------
+
+/// A fake holding the objects a capture of the second set (streaming lists and selectors)
+/// starts with (its ADDED frames before the first bookmark), created in resourceVersion order
+/// as on the real server.
+fn fake_with_capture_state(capture: &str, opts: Options) -> FakeApiServer {
+    let fake = FakeApiServer::start(opts);
+    let mut objects: Vec<(u64, String)> = fixture(capture)
+        .lines()
+        .take_while(|l| frame_type(l) == "ADDED")
+        .map(|l| {
+            let obj = raw_member(l, "object").unwrap();
+            let v: serde_json::Value = serde_json::from_str(&obj).unwrap();
+            let rv = v["metadata"]["resourceVersion"].as_str().unwrap().parse();
+            (rv.unwrap(), obj)
+        })
+        .collect();
+    objects.sort();
+    for (_, obj) in objects {
+        let (ns, name) = ns_name(&obj);
+        fake.create_raw(&ns, &name, &obj);
+    }
+    fake
+}
+
+/// The capture set's five events (three of the set-up, the server's own, one live).
+fn fake_with_selection_set() -> FakeApiServer {
+    fake_with_capture_state("watchlist-from-rv.jsonl", Options::default())
+}
+
+/// `namespace/name` of each item of a list body.
+fn item_names(body: &str) -> Vec<String> {
+    items(body)
+        .iter()
+        .map(|i| {
+            let (ns, name) = ns_name(i);
+            format!("{ns}/{name}")
+        })
+        .collect()
+}
+
+#[test]
+fn selected_lists_match_the_captures_up_to_resource_versions() {
+    let fake = fake_with_selection_set();
+    for (query, capture) in [
+        (
+            "fieldSelector=type%3DWarning&limit=500",
+            "list-fieldselector-warning.json",
+        ),
+        (
+            "fieldSelector=metadata.namespace%21%3Dcapture-a&limit=500",
+            "list-fieldselector-not-ns.json",
+        ),
+        (
+            "labelSelector=team%3Da&limit=500",
+            "list-labelselector.json",
+        ),
+    ] {
+        let r = get(&fake, &format!("/api/v1/events?{query}"));
+        assert_eq!(r.status, 200, "{query}");
+        assert_eq!(norm(&r.body()), norm(&fixture(capture)), "{query}");
+    }
+}
+
+#[test]
+fn bad_selectors_get_the_captured_400_bodies_on_lists_watches_and_namespaced_paths() {
+    let fake = fake_with_selection_set();
+    for (query, capture) in [
+        (
+            "fieldSelector=spec.nodeName%3Dx",
+            "list-fieldselector-bad-field.json",
+        ),
+        (
+            "fieldSelector=type%3D%3D%3DWarning%2C%2C",
+            "list-fieldselector-bad-syntax.json",
+        ),
+        (
+            "labelSelector=team%20in%20(a",
+            "list-labelselector-bad.json",
+        ),
+    ] {
+        for base in [
+            "/api/v1/events?limit=500&",
+            "/api/v1/events?watch=1&allowWatchBookmarks=true&resourceVersion=0&",
+            "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=&",
+            "/api/v1/namespaces/capture-b/events?limit=500&",
+        ] {
+            let r = get(&fake, &format!("{base}{query}"));
+            assert_eq!(r.status, 400, "{base}{query}");
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(r.body(), fixture(capture), "{base}{query}");
+        }
+    }
+}
+
+#[test]
+fn streaming_lists_by_field_selector_and_namespace_match_the_captures() {
+    let fake = fake_with_selection_set();
+    let streaming = "watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=";
+    let captured: Vec<String> = fixture("watchlist-fieldselector-warning.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?{streaming}&fieldSelector=type%3DWarning"),
+    );
+    for expected in &captured[..3] {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    // Live: a Normal event never arrives, the Warning one does.
+    fake.create(
+        "capture-a",
+        "web-0.normal",
+        r#"{"reason":"NormalAfter","type":"Normal"}"#,
+    );
+    let live = raw_member(&captured[3], "object").unwrap();
+    fake.create_raw("capture-a", "web-0.warning-288b74", &live);
+    assert_eq!(norm(&w.line()), norm(&captured[3]));
+
+    let fake = fake_with_selection_set();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/namespaces/capture-b/events?{streaming}"),
+    );
+    for expected in fixture("watchlist-namespace.jsonl").lines() {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    let recorded = fake.requests();
+    assert_eq!(recorded[0].namespace(), Some("capture-b"));
+    assert!(recorded[0].is_watch() && !recorded[0].is_list());
+}
+
+#[test]
+fn field_selectors_follow_the_servers_rules() {
+    let fake = FakeApiServer::start(Options::default());
+    let ev = |kind: &str, reason: &str, typ: &str, source: &str| {
+        format!(
+            r#"{{"involvedObject":{{"kind":"{kind}","namespace":"n","name":"x"}},"reason":"{reason}","source":{source},"type":"{typ}","reportingComponent":"ctrl"}}"#
+        )
+    };
+    fake.create(
+        "a",
+        "pod-pulled",
+        &ev("Pod", "Pulled", "Normal", r#"{"component":"kubelet"}"#),
+    );
+    fake.create(
+        "a",
+        "pod-backoff",
+        &ev("Pod", "BackOff", "Warning", r#"{"component":"kubelet"}"#),
+    );
+    fake.create("b", "node-ready", &ev("Node", "a,b", "Normal", "{}"));
+    let names = |sel: &str| {
+        let r = get(&fake, &format!("/api/v1/events?fieldSelector={sel}"));
+        assert_eq!(r.status, 200, "{sel}");
+        item_names(&r.body())
+    };
+    assert_eq!(
+        names("involvedObject.kind%3DPod%2Creason!%3DPulled"),
+        ["a/pod-backoff"]
+    );
+    assert_eq!(names("type%3D%3DWarning"), ["a/pod-backoff"]);
+    assert_eq!(names("metadata.namespace!%3Da"), ["b/node-ready"]);
+    assert_eq!(names("metadata.name%3Dpod-pulled"), ["a/pod-pulled"]);
+    // `source` is the recorder's component, else the reporting controller.
+    assert_eq!(names("source%3Dkubelet"), ["a/pod-backoff", "a/pod-pulled"]);
+    assert_eq!(names("source%3Dctrl"), ["b/node-ready"]);
+    assert_eq!(names("reportingComponent%3Dctrl").len(), 3);
+    // An escaped comma belongs to the value; empty terms are ignored.
+    assert_eq!(names("reason%3Da%5C%2Cb%2C"), ["b/node-ready"]);
+    assert!(names("type%3DWarning%2Ctype%3DNormal").is_empty());
+    // A field that is absent equals the empty string.
+    assert_eq!(names("involvedObject.uid%3D").len(), 3);
+    for (sel, message) in [
+        ("type", "invalid selector: 'type'; can't understand 'type'"),
+        (
+            "reason%3Da%5Cb",
+            "invalid field selector: invalid escape sequence: \\b",
+        ),
+        ("count%3D1", "field label not supported: count"),
+    ] {
+        let r = get(&fake, &format!("/api/v1/events?fieldSelector={sel}"));
+        assert_eq!(r.status, 400, "{sel}");
+        let status: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(status["message"], message, "{sel}");
+        assert_eq!(status["reason"], "BadRequest");
+    }
+}
+
+#[test]
+fn label_selectors_take_equality_and_set_based_requirements() {
+    let fake = FakeApiServer::start(Options::default());
+    for (name, labels) in [
+        ("a", r#"{"team":"a","tier":"web"}"#),
+        ("b", r#"{"team":"b"}"#),
+        ("none", "{}"),
+    ] {
+        fake.create(
+            "ns",
+            name,
+            &format!(r#"{{"metadata":{{"labels":{labels}}},"reason":"R"}}"#),
+        );
+    }
+    let names = |sel: &str| {
+        let r = get(&fake, &format!("/api/v1/events?labelSelector={sel}"));
+        assert_eq!(r.status, 200, "{sel}");
+        item_names(&r.body())
+    };
+    assert_eq!(names("team%3Da"), ["ns/a"]);
+    assert_eq!(names("team%3D%3Db"), ["ns/b"]);
+    assert_eq!(names("team!%3Da"), ["ns/b", "ns/none"]);
+    assert_eq!(names("team%20in%20(a%2Cb)"), ["ns/a", "ns/b"]);
+    assert_eq!(names("team%20notin%20(a)"), ["ns/b", "ns/none"]);
+    assert_eq!(names("team"), ["ns/a", "ns/b"]);
+    assert_eq!(names("!team"), ["ns/none"]);
+    assert_eq!(names("team%3Da%2Ctier%3Dweb"), ["ns/a"]);
+    assert_eq!(names("team%3Db%2Ctier%3Dweb"), Vec::<String>::new());
+    for (sel, message) in [
+        ("team%3Da%2C", "found '', expected: identifier after ','"),
+        ("a%3Db%20c", "found 'c', expected: ',' or 'end of string'"),
+        (
+            "team%20in%20b",
+            "unable to parse requirement: found 'b' expected: '('",
+        ),
+        (
+            "a%20b",
+            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt",
+        ),
+    ] {
+        let r = get(&fake, &format!("/api/v1/events?labelSelector={sel}"));
+        assert_eq!(r.status, 400, "{sel}");
+        let status: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        assert_eq!(status["message"], message, "{sel}");
+    }
+}
+
+#[test]
+fn a_selected_watch_sees_objects_come_into_and_leave_its_selection() {
+    let fake = FakeApiServer::start(Options::default());
+    let rv = fake.current_rv();
+    let mut w = get(
+        &fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={rv}&labelSelector=team%3Da"),
+    );
+    fake.create(
+        "ns",
+        "other",
+        r#"{"metadata":{"labels":{"team":"b"}},"reason":"R"}"#,
+    );
+    fake.create(
+        "ns",
+        "mine",
+        r#"{"metadata":{"labels":{"team":"a"}},"reason":"R"}"#,
+    );
+    let added = w.line();
+    assert_eq!(frame_type(&added), "ADDED");
+    assert!(added.contains("\"name\":\"mine\""), "{added}");
+    fake.patch("ns", "other", r#"{"metadata":{"labels":{"team":"a"}}}"#);
+    let joined = w.line();
+    assert_eq!(frame_type(&joined), "ADDED");
+    assert!(joined.contains("\"name\":\"other\""), "{joined}");
+    fake.patch("ns", "mine", r#"{"metadata":{"labels":{"team":"c"}}}"#);
+    let left = w.line();
+    assert_eq!(frame_type(&left), "DELETED");
+    assert!(left.contains("\"name\":\"mine\""), "{left}");
+    fake.set_count("ns", "other", 2);
+    assert_eq!(frame_type(&w.line()), "MODIFIED");
+}
+
+#[test]
+fn selected_lists_page_through_matching_events_only() {
+    let fake = FakeApiServer::start(Options::default());
+    for i in 0..7 {
+        let typ = if i % 2 == 0 { "Warning" } else { "Normal" };
+        fake.create("p", &format!("e{i}"), &format!(r#"{{"type":"{typ}"}}"#));
+    }
+    let mut names = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let mut target =
+            "/api/v1/namespaces/p/events?limit=2&fieldSelector=type%3DWarning".to_string();
+        if !token.is_empty() {
+            target.push_str(&format!("&continue={token}"));
+        }
+        let body = get(&fake, &target).body();
+        pages += 1;
+        names.extend(item_names(&body));
+        let meta = raw_member(&body, "metadata").unwrap();
+        assert!(raw_member(&meta, "remainingItemCount").is_none(), "{meta}");
+        match raw_member(&meta, "continue") {
+            Some(t) => token = t.trim_matches('"').to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(names, ["p/e0", "p/e2", "p/e4", "p/e6"]);
+    assert_eq!(pages, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Streaming lists
+// ---------------------------------------------------------------------------------------------
+
+const STREAMING: &str = "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=";
+
+#[test]
+fn streaming_list_sends_the_state_in_key_order_then_the_end_bookmark_then_live_changes() {
+    let fake = fake_with_capture_state("watchlist.jsonl", Options::default());
+    let captured: Vec<String> = fixture("watchlist.jsonl")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(w.status, 200);
+    assert_eq!(w.header("transfer-encoding"), Some("chunked"));
+    for expected in &captured[..5] {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    let live = raw_member(&captured[5], "object").unwrap();
+    let (ns, name) = ns_name(&live);
+    fake.create_raw(&ns, &name, &live);
+    assert_eq!(norm(&w.line()), norm(&captured[5]));
+    // The end bookmark carries the snapshot's version; later changes come after it.
+    assert!(captured[4].contains("\"resourceVersion\":\"211\""));
+}
+
+#[test]
+fn streaming_list_without_bookmarks_has_no_end_bookmark_like_the_capture() {
+    let fake = fake_with_selection_set();
+    let mut w = get(
+        &fake,
+        "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&timeoutSeconds=1",
+    );
+    for expected in fixture("watchlist-no-bookmarks.jsonl").lines() {
+        assert_eq!(norm(&w.line()), norm(expected));
+    }
+    w.expect_end();
+}
+
+#[test]
+fn streaming_list_refusals_are_the_captured_422_bodies() {
+    let fake = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    let r = get(&fake, STREAMING);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-gate-off.json"));
+
+    let fake = FakeApiServer::start(Options::default());
+    let r = get(
+        &fake,
+        "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersion=",
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-no-match.json"));
+    let r = get(
+        &fake,
+        "/api/v1/events?sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=",
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body(), fixture("watchlist-on-list.json"));
+    // A plain watch and a plain list are not affected by the gate.
+    let off = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    assert_eq!(get(&off, "/api/v1/events?limit=500").status, 200);
+    let mut w = get(
+        &off,
+        "/api/v1/events?watch=1&resourceVersion=0&timeoutSeconds=1",
+    );
+    assert_eq!(w.status, 200);
+    w.expect_end();
+}
+
+#[test]
+fn a_cut_streaming_list_ends_or_holds_after_its_first_events() {
+    let fake = FakeApiServer::start(Options::default());
+    for i in 0..3 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    fake.cut_next_streaming_list(2, false);
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_end();
+
+    fake.cut_next_streaming_list(1, true);
+    let mut w = get(&fake, STREAMING);
+    assert_eq!(frame_type(&w.line()), "ADDED");
+    fake.create("a", "live", r#"{"reason":"R"}"#);
+    w.set_timeout(Duration::from_millis(500));
+    assert!(w.next_line().is_err(), "a held streaming list stays silent");
+    // The fault applied once: the next streaming list is whole.
+    let mut w = get(&fake, STREAMING);
+    for _ in 0..4 {
+        assert_eq!(frame_type(&w.line()), "ADDED");
+    }
+    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    assert_eq!(fake.streaming_list_count(), 3);
+    assert_eq!(fake.list_request_count(), 0);
+}
+
+#[test]
+fn each_list_page_costs_the_configured_delay() {
+    let fake = FakeApiServer::start(Options {
+        list_page_delay: Duration::from_millis(150),
+        list_item_delay: Duration::from_millis(10),
+        ..Options::default()
+    });
+    for i in 0..10 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    let t = Instant::now();
+    assert_eq!(items(&get(&fake, "/api/v1/events?limit=5").body()).len(), 5);
+    assert!(
+        t.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn initial_events_can_be_paced_like_a_real_server() {
+    let fake = FakeApiServer::start(Options {
+        initial_event_delay: Duration::from_millis(30),
+        ..Options::default()
+    });
+    for i in 0..10 {
+        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
+    }
+    let t = Instant::now();
+    let mut w = get(&fake, STREAMING);
+    for _ in 0..10 {
+        assert_eq!(frame_type(&w.line()), "ADDED");
+    }
+    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
 }

@@ -303,9 +303,9 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
             faults.push("410 on resume");
             caught_up("expiry on resume");
         }
-        // A list that fails half way, then works.
+        // A re-list whose first two requests fail, then works.
         api.compact();
-        api.fail_next_for(Target::List, 2, Failure::InternalError);
+        api.fail_next_for(Target::Watch, 2, Failure::InternalError);
         api.expire_watches();
         faults.push("410 then failing list");
         caught_up("failing list");
@@ -320,12 +320,13 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
     let out = assert_whole_json(&layout.out());
     let (lost, duplicated, foreign) = tally(&expected, &out);
     println!(
-        "FAULTS api-server: faults={} ({}) events={} lines={} lost={lost} duplicated={duplicated} lists={}",
+        "FAULTS api-server: faults={} ({}) events={} lines={} lost={lost} duplicated={duplicated} lists={} (streaming {})",
         faults.len(),
         faults.join(", "),
         expected.len(),
         out.len(),
-        api.list_request_count()
+        api.list_request_count() + api.streaming_list_count(),
+        api.streaming_list_count()
     );
     assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{}", tail(&log, 60));
     // Each kind of trouble was noticed and recovered from, visibly.
@@ -751,7 +752,11 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
         1,
         "{log}"
     );
-    assert_eq!(api.list_request_count(), 1, "one list instead of a resume");
+    assert_eq!(
+        api.streaming_list_count(),
+        1,
+        "one list instead of a resume"
+    );
     // The valid filter still knew the first three events: nothing written twice.
     let out = assert_whole_json(&layout.out());
     let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);
@@ -916,7 +921,7 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     let expected: Vec<String> = written.iter().map(|(_, l)| l.clone()).collect();
     assert_eq!(out, expected, "written in order, byte for byte");
 
-    // The same odd events through a list (a fresh state directory lists everything).
+    // The same odd events through a streaming list (a fresh state directory lists everything).
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
     let d = start(&fresh, &[]);
@@ -931,10 +936,38 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     for (what, line) in &written {
         assert!(listed.contains(line), "{what} differs when listed");
     }
+
+    // And through list pages, from a server without streaming lists.
+    let paged = FakeApiServer::start(Options {
+        watch_list: false,
+        ..Options::default()
+    });
+    for (_, name, fields) in &faithful {
+        paged.create("odd", name, fields);
+    }
+    let fresh = Layout::new();
+    paged.write_kubeconfig(fresh.kubeconfig(), Auth::None);
+    let d = start(&fresh, &[]);
+    assert!(
+        wait_until(T, || whole_lines(&fresh.out()).len() >= faithful.len()),
+        "{}",
+        d.stderr()
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("does not offer streaming lists"), "{log}");
+    let listed: HashSet<String> = assert_whole_json(&fresh.out()).into_iter().collect();
+    for (what, name, _) in &faithful {
+        let line = paged.object_line("odd", name);
+        assert!(
+            listed.contains(&line),
+            "{what} differs when listed in pages"
+        );
+    }
     let faithful_names: Vec<&str> = faithful.iter().map(|f| f.0).collect();
     let skipped_names: Vec<&str> = skipped.iter().map(|s| s.0).collect();
     println!(
-        "FAULTS hostile input: written faithfully (watch and list): {}; logged and skipped: {}; panics=0",
+        "FAULTS hostile input: written faithfully (watch, streaming list and list pages): {}; logged and skipped: {}; panics=0",
         faithful_names.join(", "),
         skipped_names.join(", ")
     );

@@ -68,9 +68,9 @@ fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_r
     assert!(status.success(), "{log}");
     assert_eq!(first.len(), 1203);
     no_duplicates(&first);
-    // A first start's first contact (a list of one event), then paged: limit 500 → three
-    // list requests for 1203 events.
-    assert_eq!(api.list_request_count(), 1 + 3);
+    // A first start's first contact (a list of one event), then one streaming list, no pages.
+    assert_eq!(api.streaming_list_count(), 1);
+    assert_eq!(api.list_request_count(), 1);
     let expected: Vec<String> = api.object_lines();
     assert_eq!(first, expected, "lines differ from the server's objects");
 
@@ -83,6 +83,7 @@ fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_r
     assert!(status.success(), "{log}");
     assert_eq!(lines(&layout.out()).len(), 1203, "{log}");
     assert_eq!(api.list_request_count(), 0, "restart listed again: {log}");
+    assert_eq!(api.streaming_list_count(), 0, "restart listed again: {log}");
 
     // A new state directory writes the same events again, identical lines.
     let fresh = Layout::new();
@@ -173,11 +174,12 @@ fn restart_after_downtime_writes_only_new_events_without_listing() {
     assert_eq!(lines(&layout.out()).len(), 14);
     no_duplicates(&out);
     assert_eq!(api.list_request_count(), 0, "resumed watch must not list");
+    assert_eq!(api.streaming_list_count(), 0, "resumed watch must not list");
     assert!(out[6..].iter().any(|l| l.contains("\"down-6\"")));
 }
 
 #[test]
-fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
+fn expired_resource_version_means_one_relist_and_nothing_doubled() {
     let (api, layout) = server_with_events("a", "e", 600);
     let d = start(&layout, &[]);
     wait_for_lines(&layout.out(), 600, T, &d);
@@ -199,8 +201,9 @@ fn expired_resource_version_means_one_paged_relist_and_nothing_doubled() {
     d.stop();
     assert_eq!(lines(&layout.out()).len(), 601);
     no_duplicates(&out);
-    // One re-list of two pages.
-    assert_eq!(api.list_request_count(), 2);
+    // One re-list, by streaming list.
+    assert_eq!(api.streaming_list_count(), 1);
+    assert_eq!(api.list_request_count(), 0);
 }
 
 #[test]

@@ -37,10 +37,11 @@ fn ready_comes_only_after_the_first_list_is_written_and_status_tells_why_before(
     for i in 0..1100 {
         api.create("n", &format!("e{i:05}"), &event(i));
     }
-    // The first three list attempts fail: STATUS must say so while not ready. Three, because
-    // their back-off (at least 0.25 + 0.5 + 1 s with jitter) then outlasts the notifier's
-    // first tick (1 s); two could be over, and the list written, before anything is sent.
-    api.fail_next_for(Target::List, 3, Failure::ServiceUnavailable);
+    // The first three list attempts (streaming lists) fail: STATUS must say so while not
+    // ready. Three, because their back-off (at least 0.25 + 0.5 + 1 s with jitter) then
+    // outlasts the notifier's first tick (1 s); two could be over, and the list written,
+    // before anything is sent.
+    api.fail_next_for(Target::Watch, 3, Failure::ServiceUnavailable);
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let listener = Listener::new(&layout);

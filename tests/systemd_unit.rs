@@ -308,9 +308,10 @@ fn shipped_config_lists_every_key_with_its_true_default() {
         );
         match key.as_str() {
             // identity: its default is the host name, so the file shows an example instead;
-            // metrics_address: the package turns on what is off by default.
+            // metrics_address: the package turns on what is off by default; the selection
+            // keys: the file shows examples of what is unset by default.
             "destination" | "persistence_path" | "kubeconfig" | "context" | "identity"
-            | "metrics_address" => {}
+            | "metrics_address" | "namespace" | "field_selector" | "label_selector" => {}
             _ => assert_eq!(value, default, "{CONFIG} claims a wrong default for {key}"),
         }
     }

@@ -28,7 +28,9 @@ pub struct Cli {
 
     /// Read watch frames (as `kubectl get events -A -w --output-watch-events -o json` prints
     /// them) from this file, or `-` for stdin, instead of the API server. A replay ignores
-    /// leader election: it always writes
+    /// leader election: it always writes. Every event of the recording is offered: namespace,
+    /// field_selector and label_selector are the API server's job and cannot be combined with
+    /// it (exit status 2)
     #[arg(long, value_name = "PATH")]
     pub source: Option<PathBuf>,
 
@@ -71,6 +73,12 @@ pub struct Cli {
     pub retry_period_sec: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "ADDRESS", help = keys::METRICS_ADDRESS.help)]
     pub metrics_address: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "NAME", help = keys::NAMESPACE.help)]
+    pub namespace: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SELECTOR", help = keys::FIELD_SELECTOR.help)]
+    pub field_selector: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "SELECTOR", help = keys::LABEL_SELECTOR.help)]
+    pub label_selector: Option<String>,
 }
 
 impl Cli {
@@ -96,6 +104,9 @@ impl Cli {
             "renew_deadline_sec" => &self.renew_deadline_sec,
             "retry_period_sec" => &self.retry_period_sec,
             "metrics_address" => &self.metrics_address,
+            "namespace" => &self.namespace,
+            "field_selector" => &self.field_selector,
+            "label_selector" => &self.label_selector,
             _ => &None,
         };
         v.as_deref()

@@ -38,6 +38,18 @@ pub enum ConfigError {
         found: &'static str,
     },
 
+    #[error(
+        "{} = \"{value}\" ({origin}) cannot be used with --source: the API server applies the \
+         selection, and a replayed recording is written whole; unset it, or filter the recording \
+         before replaying it",
+        key.toml
+    )]
+    NotWithReplay {
+        key: Key,
+        value: String,
+        origin: Origin,
+    },
+
     #[error("{} = \"{value}\" ({origin}) is invalid; allowed: {allowed}", key.toml)]
     Invalid {
         key: Key,

@@ -71,7 +71,26 @@ pub const LOG_TARGET: Key = Key {
 pub const WATCH_IDLE_TIMEOUT_SEC: Key = Key {
     toml: "watch_idle_timeout_sec",
     default_text: "300",
-    help: "seconds a watch may deliver nothing before it is torn down and resumed",
+    help: "seconds a watch may deliver nothing before it is torn down and resumed; also the \
+           longest wait for a streaming list's end bookmark, if under 60",
+};
+
+pub const NAMESPACE: Key = Key {
+    toml: "namespace",
+    default_text: "",
+    help: "watch only this namespace's events, which needs only a Role there (else all namespaces)",
+};
+pub const FIELD_SELECTOR: Key = Key {
+    toml: "field_selector",
+    default_text: "",
+    help: "keep only events matching this field selector, applied by the API server, e.g. \
+           type=Warning or metadata.namespace!=kube-system (else none)",
+};
+pub const LABEL_SELECTOR: Key = Key {
+    toml: "label_selector",
+    default_text: "",
+    help: "keep only events matching this label selector, applied by the API server, e.g. \
+           team=a or 'tier in (web,db)' (else none)",
 };
 pub const METRICS_ADDRESS: Key = Key {
     toml: "metrics_address",
@@ -135,6 +154,9 @@ pub const ALL: &[Key] = &[
     RENEW_DEADLINE_SEC,
     RETRY_PERIOD_SEC,
     METRICS_ADDRESS,
+    NAMESPACE,
+    FIELD_SELECTOR,
+    LABEL_SELECTOR,
 ];
 
 /// The valid key nearest to a misspelt one, if it is near enough to be a plausible typo.

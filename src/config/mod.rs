@@ -5,6 +5,7 @@ pub mod cli;
 pub mod error;
 pub mod file;
 pub mod keys;
+pub mod selectors;
 pub mod settings;
 pub mod source;
 pub mod values;

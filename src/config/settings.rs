@@ -12,7 +12,7 @@ use super::error::ConfigError;
 use super::file::FileChoice;
 use super::keys::{self, Key};
 use super::source::{Origin, RawValue, Setting};
-use super::values;
+use super::{selectors, values};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -52,6 +52,12 @@ pub struct Settings {
     pub retry_period: Setting<Duration>,
     /// None: no metrics or health endpoints (`off`).
     pub metrics_address: Setting<Option<SocketAddr>>,
+    /// None: every namespace.
+    pub namespace: Option<Setting<String>>,
+    /// None: no field selector.
+    pub field_selector: Option<Setting<String>>,
+    /// None: no label selector.
+    pub label_selector: Option<Setting<String>>,
     /// The config file that was read, if any.
     pub config_file: Option<FileChoice>,
     /// Replay watch frames from this file (`-` = stdin) instead of the API server.
@@ -137,6 +143,9 @@ pub fn build(
     check(keys::RENEW_DEADLINE_SEC, &|t| seconds(t).map(|_| ()));
     check(keys::RETRY_PERIOD_SEC, &|t| seconds(t).map(|_| ()));
     check(keys::METRICS_ADDRESS, &|t| metrics_address(t).map(|_| ()));
+    check(keys::NAMESPACE, &selectors::namespace);
+    check(keys::FIELD_SELECTOR, &selectors::field_selector);
+    check(keys::LABEL_SELECTOR, &selectors::label_selector);
     if errors.is_empty() {
         // The three timings only work in this order (client-go's rule): the leader must give
         // up writing before a standby may take over, and retry more than once before that.
@@ -160,6 +169,17 @@ pub fn build(
                     duration_raw.text, duration_raw.origin, retry_raw.text, retry_raw.origin
                 ),
             });
+        }
+    }
+    if replay.is_some() {
+        for key in [keys::NAMESPACE, keys::FIELD_SELECTOR, keys::LABEL_SELECTOR] {
+            if let Some(raw) = pick(&key) {
+                errors.push(ConfigError::NotWithReplay {
+                    key,
+                    value: raw.text,
+                    origin: raw.origin,
+                });
+            }
         }
     }
     if !errors.is_empty() {
@@ -244,9 +264,18 @@ pub fn build(
         renew_deadline: secs(keys::RENEW_DEADLINE_SEC),
         retry_period: secs(keys::RETRY_PERIOD_SEC),
         metrics_address,
+        namespace: trimmed(pick(&keys::NAMESPACE)),
+        field_selector: trimmed(pick(&keys::FIELD_SELECTOR)),
+        label_selector: trimmed(pick(&keys::LABEL_SELECTOR)),
         config_file,
         replay,
     })
+}
+
+/// Blanks around a name or selector are never meant (the server would take them as part of a
+/// field name).
+fn trimmed(raw: Option<RawValue>) -> Option<Setting<String>> {
+    raw.map(|r| Setting::new(r.text.trim().to_string(), r.origin))
 }
 
 fn nonempty(text: &str, allowed: &str) -> Result<(), String> {
@@ -421,6 +450,24 @@ impl Settings {
             quote(&metrics),
             &s.metrics_address.origin,
         );
+        for (key, setting, unset) in [
+            ("namespace", &s.namespace, "(not set: all namespaces)"),
+            (
+                "field_selector",
+                &s.field_selector,
+                "(not set: no field selector)",
+            ),
+            (
+                "label_selector",
+                &s.label_selector,
+                "(not set: no label selector)",
+            ),
+        ] {
+            match setting {
+                Some(v) => line(key, quote(&v.value), &v.origin),
+                None => line(&format!("# {key}"), unset.into(), &Origin::Default),
+            }
+        }
         out
     }
 }

@@ -1182,7 +1182,7 @@ pub(crate) mod tests {
     fn the_saved_resource_version_is_not_reported_as_a_foreign_file() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        crate::source::resume::ResumePoint::new(d)
+        crate::source::resume::ResumePoint::new(d, &Default::default())
             .save("42")
             .unwrap();
         fs::write(d.join(RESUME_TMP), b"4").unwrap();

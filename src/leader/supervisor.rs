@@ -17,27 +17,30 @@ use crate::pipeline::Pipeline;
 use crate::service::progress::Progress;
 use crate::source::api::EventsApi;
 use crate::source::resume::ResumePoint;
+use crate::source::selection::{Selection, SelectionRejected};
 use crate::source::watcher::Watcher;
 
 /// How long the shutdown waits for the Lease to be released.
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
-/// Follows events under leader election until `shutdown`, then releases the Lease if held.
-/// What the supervisor follows events with: the client for the Lease, the events API and the
-/// metrics its watches report to.
+/// What the supervisor follows events with: the client for the Lease, the events API, the
+/// selection its resume points belong to and the metrics its watches report to.
 pub struct Source {
     pub client: kube::Client,
     pub api: EventsApi,
+    pub selection: Selection,
     pub metrics: Metrics,
 }
 
+/// Follows events under leader election until `shutdown`, then releases the Lease if held.
+/// Err when the server refused the selection (a configuration error).
 pub async fn run(
     settings: &Settings,
     source: Source,
     pipeline: &mut Pipeline,
     progress: Progress,
     shutdown: watch::Receiver<bool>,
-) {
+) -> Result<(), SelectionRejected> {
     let gate = Gate::new();
     pipeline.follow(Hold::new(gate.clone()));
     let (role_tx, role_rx) = watch::channel(Role::Unknown);
@@ -51,6 +54,7 @@ pub async fn run(
     let Source {
         client,
         api,
+        selection,
         metrics,
     } = source;
     let elector = Elector::new(client, cfg, gate.clone(), role_tx, progress.clone());
@@ -58,6 +62,8 @@ pub async fn run(
     let mut supervisor = Supervisor {
         settings,
         api,
+        selection,
+        rejected: None,
         metrics,
         gate,
         role: role_rx,
@@ -70,11 +76,15 @@ pub async fn run(
     if tokio::time::timeout(RELEASE_WAIT, elector).await.is_err() {
         tracing::warn!("the Lease was not released in time; a standby takes over once it expires");
     }
+    supervisor.rejected.map_or(Ok(()), Err)
 }
 
 struct Supervisor<'a> {
     settings: &'a Settings,
     api: EventsApi,
+    selection: Selection,
+    /// Set when the server refused the selection; the daemon then stops.
+    rejected: Option<SelectionRejected>,
     metrics: Metrics,
     gate: Arc<Gate>,
     role: watch::Receiver<Role>,
@@ -135,7 +145,8 @@ impl Supervisor<'_> {
             );
         }
         if let Some(rv) = from {
-            let mut resume = ResumePoint::new(&self.settings.persistence_path.value);
+            let mut resume =
+                ResumePoint::new(&self.settings.persistence_path.value, &self.selection);
             if let Err(e) = resume.save(rv) {
                 tracing::warn!(error = %e, "cannot save the resourceVersion to resume from");
             }
@@ -150,8 +161,8 @@ impl Supervisor<'_> {
     /// of role. False when the daemon is to stop.
     async fn session(&mut self, pipeline: &mut Pipeline, term: Option<u64>) -> bool {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let resume =
-            ResumePoint::new(&self.settings.persistence_path.value).limited_by(self.gate.clone());
+        let resume = ResumePoint::new(&self.settings.persistence_path.value, &self.selection)
+            .limited_by(self.gate.clone());
         let watcher = Watcher {
             api: self.api.clone(),
             pipeline,
@@ -167,7 +178,13 @@ impl Supervisor<'_> {
         let mut stopping = false;
         loop {
             tokio::select! {
-                _ = &mut run => return go_on,
+                followed = &mut run => {
+                    if let Err(rejected) = followed {
+                        self.rejected = Some(rejected);
+                        return false;
+                    }
+                    return go_on;
+                }
                 _ = self.shutdown.changed(), if !stopping => {
                     go_on = false;
                     stopping = true;

@@ -54,6 +54,10 @@ pub async fn wait_for_api(
             Ok(Err(e)) => e,
             Err(_) => ApiError::Body(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
         };
+        if api.rejected().is_some() {
+            // The server answered, refusing the selection: the caller exits on it.
+            return Ok(());
+        }
         let problem = api.diagnose(&error);
         let wait = backoff.problem(WHAT, &problem);
         progress.problem(WHAT, &problem);

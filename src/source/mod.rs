@@ -1,6 +1,8 @@
 //! Where events come from: the API server (`api` requests, `connect` from the kubeconfig,
-//! `watcher` for list + watch with `backoff`, resumed from the saved `resume` point, failures
-//! told by `diagnose`, a first start's `first_contact`), or a replayed kubectl recording (`replay`).
+//! `watcher` for list + watch with `backoff`, the initial sync by streaming list in
+//! `watch_list`, resumed from the saved `resume` point, asking for the configured
+//! `selection`, failures told by `diagnose`, a first start's `first_contact`), or a replayed
+//! kubectl recording (`replay`).
 
 pub mod api;
 pub mod backoff;
@@ -9,4 +11,6 @@ pub mod diagnose;
 pub mod first_contact;
 pub mod replay;
 pub mod resume;
+pub mod selection;
+pub mod watch_list;
 pub mod watcher;

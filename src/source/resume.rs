@@ -1,11 +1,15 @@
 //! The last resourceVersion whose events are all written, saved in the state directory so a
-//! restart resumes the watch instead of listing everything again.
+//! restart resumes the watch instead of listing everything again. A version is only valid for
+//! the selection (namespace, selectors) that produced it, so that is saved on a second line
+//! (absent for every event, the file's original one-line form).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::selection::Selection;
 
 pub const FILE_NAME: &str = "resource_version";
 
@@ -17,6 +21,10 @@ pub struct ResumePoint {
     path: PathBuf,
     saved: Option<String>,
     limit: Option<Arc<dyn Limit>>,
+    /// [`Selection::fingerprint`] of the running configuration.
+    selection: String,
+    /// For the log line when the saved selection differs.
+    describe: String,
 }
 
 /// What may be saved for a version the watch reached: with leader election, a standby saves
@@ -27,11 +35,13 @@ pub trait Limit: Send + Sync {
 }
 
 impl ResumePoint {
-    pub fn new(dir: &Path) -> ResumePoint {
+    pub fn new(dir: &Path, selection: &Selection) -> ResumePoint {
         ResumePoint {
             path: dir.join(FILE_NAME),
             saved: None,
             limit: None,
+            selection: selection.fingerprint(),
+            describe: selection.describe(),
         }
     }
 
@@ -52,7 +62,21 @@ impl ResumePoint {
             }
         };
         match parse(&bytes) {
-            Some(rv) => {
+            Some((_, saved_for)) if saved_for != self.selection => {
+                let was = if saved_for.is_empty() {
+                    "all events".to_string()
+                } else {
+                    saved_for
+                };
+                tracing::info!(
+                    path = %self.path.display(),
+                    "the selection changed since the saved resourceVersion (it was saved for {was}; \
+                     now {}); listing again, already written events are not written twice",
+                    self.describe
+                );
+                None
+            }
+            Some((rv, _)) => {
                 self.saved = Some(rv.clone());
                 Some(rv)
             }
@@ -90,6 +114,10 @@ impl ResumePoint {
                 .open(&tmp)?;
             f.write_all(rv.as_bytes())?;
             f.write_all(b"\n")?;
+            if !self.selection.is_empty() {
+                f.write_all(self.selection.as_bytes())?;
+                f.write_all(b"\n")?;
+            }
             f.sync_all()?;
         }
         fs::rename(&tmp, &self.path)?;
@@ -111,11 +139,20 @@ impl ResumePoint {
     }
 }
 
-fn parse(bytes: &[u8]) -> Option<String> {
+/// (resourceVersion, the selection's fingerprint or "" for every event).
+fn parse(bytes: &[u8]) -> Option<(String, String)> {
     let text = std::str::from_utf8(bytes).ok()?.trim();
-    let ok =
-        !text.is_empty() && text.len() <= MAX_LEN && text.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| text.to_string())
+    let (rv, selection) = match text.split_once('\n') {
+        Some((rv, rest)) => (rv.trim(), rest.trim()),
+        None => (text, ""),
+    };
+    let ok = !rv.is_empty() && rv.len() <= MAX_LEN && rv.bytes().all(|b| b.is_ascii_graphic());
+    // A fingerprint is one JSON object; anything else there is damage.
+    let selection_ok = selection.is_empty()
+        || (!selection.contains('\n')
+            && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(selection)
+                .is_ok());
+    (ok && selection_ok).then(|| (rv.to_string(), selection.to_string()))
 }
 
 #[cfg(test)]
@@ -125,9 +162,13 @@ mod tests {
     #[test]
     fn saved_version_survives_a_new_instance() {
         let dir = tempfile::tempdir().unwrap();
-        ResumePoint::new(dir.path()).save("12345").unwrap();
+        ResumePoint::new(dir.path(), &Selection::default())
+            .save("12345")
+            .unwrap();
         assert_eq!(
-            ResumePoint::new(dir.path()).load().as_deref(),
+            ResumePoint::new(dir.path(), &Selection::default())
+                .load()
+                .as_deref(),
             Some("12345")
         );
     }
@@ -138,7 +179,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: umask(2) only changes this process's file creation mask.
         let old = unsafe { libc::umask(0o022) };
-        let saved = ResumePoint::new(dir.path()).save("1");
+        let saved = ResumePoint::new(dir.path(), &Selection::default()).save("1");
         unsafe { libc::umask(old) };
         saved.unwrap();
         let meta = fs::metadata(dir.path().join(FILE_NAME)).unwrap();
@@ -148,20 +189,75 @@ mod tests {
     #[test]
     fn damaged_file_is_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        for bad in [&b""[..], b"\xff\xfe", b"12 34", &[b'7'; 200]] {
+        for bad in [
+            &b""[..],
+            b"\xff\xfe",
+            b"12 34",
+            &[b'7'; 200],
+            b"12\nnot json",
+        ] {
             fs::write(dir.path().join(FILE_NAME), bad).unwrap();
-            assert_eq!(ResumePoint::new(dir.path()).load(), None, "{bad:?}");
+            assert_eq!(
+                ResumePoint::new(dir.path(), &Selection::default()).load(),
+                None,
+                "{bad:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_version_saved_for_another_selection_is_not_resumed() {
+        use crate::config::{Origin, Setting};
+        let dir = tempfile::tempdir().unwrap();
+        let warnings = Selection {
+            field_selector: Some(Setting::new("type=Warning".into(), Origin::Default)),
+            ..Selection::default()
+        };
+        ResumePoint::new(dir.path(), &warnings).save("42").unwrap();
+        let text = fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        assert_eq!(text, "42\n{\"fieldSelector\":\"type=Warning\"}\n");
+        assert_eq!(
+            ResumePoint::new(dir.path(), &warnings).load().as_deref(),
+            Some("42")
+        );
+        assert_eq!(
+            ResumePoint::new(dir.path(), &Selection::default()).load(),
+            None
+        );
+        // A one-line file (every event, or written before selections existed) is resumed
+        // only without a selection.
+        ResumePoint::new(dir.path(), &Selection::default())
+            .save("43")
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),
+            "43\n"
+        );
+        assert_eq!(ResumePoint::new(dir.path(), &warnings).load(), None);
+        assert_eq!(
+            ResumePoint::new(dir.path(), &Selection::default())
+                .load()
+                .as_deref(),
+            Some("43")
+        );
     }
 
     #[test]
     fn clear_forgets_the_version() {
         let dir = tempfile::tempdir().unwrap();
-        let mut rp = ResumePoint::new(dir.path());
+        let mut rp = ResumePoint::new(dir.path(), &Selection::default());
         rp.save("9").unwrap();
         rp.clear().unwrap();
-        assert_eq!(ResumePoint::new(dir.path()).load(), None);
+        assert_eq!(
+            ResumePoint::new(dir.path(), &Selection::default()).load(),
+            None
+        );
         rp.save("9").unwrap();
-        assert_eq!(ResumePoint::new(dir.path()).load().as_deref(), Some("9"));
+        assert_eq!(
+            ResumePoint::new(dir.path(), &Selection::default())
+                .load()
+                .as_deref(),
+            Some("9")
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! List, then watch, then resume: the loop that follows the cluster's events.
 //!
 //! The resourceVersion saved on disk is always one whose events are all written: it advances
-//! only after a batch is committed, and a list's version only after its last page.
+//! only after a batch is committed, a paged list's version only after its last page, and a
+//! streaming list's (`watch_list`) only at its end bookmark.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::Backoff;
+use super::selection::SelectionRejected;
+use super::watch_list::{InitialSync, Opened};
 use crate::metrics::{Metrics, RelistCause, Request};
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::service::progress::Progress;
@@ -17,15 +20,16 @@ use crate::source::backoff::sleep_alive;
 use crate::source::diagnose::Problem;
 use crate::source::resume::ResumePoint;
 use crate::wire::frame::{self, FrameType};
+use crate::wire::lines::LineBuf;
 use crate::wire::list_page::ListReader;
 
 /// How often the saved resourceVersion and the filters are pushed to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
 /// How often a waiting loop shows it is alive (for the systemd watchdog).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A request the server does not answer within this is abandoned and retried. Waiting on it
 /// does not count as alive, so a stalled server stops the watchdog keep-alive meanwhile.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub struct Watcher<'a> {
     pub api: EventsApi,
@@ -38,7 +42,7 @@ pub struct Watcher<'a> {
 }
 
 /// How one watch connection ended.
-enum WatchEnd {
+pub(super) enum WatchEnd {
     /// The server closed it (timeoutSeconds) or it went idle: resume at once.
     Resume,
     /// The version is too old: list again.
@@ -47,10 +51,11 @@ enum WatchEnd {
     Stopped,
 }
 
-struct Stopped;
+pub(super) struct Stopped;
 
 impl Watcher<'_> {
-    pub async fn run(mut self) {
+    /// Follows events until a stop signal; Err when the server refused the selection.
+    pub async fn run(mut self) -> Result<(), SelectionRejected> {
         let mut rv = self.resume.load();
         match &rv {
             Some(v) => {
@@ -63,21 +68,32 @@ impl Watcher<'_> {
         }
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut last_persist = Instant::now();
+        let mut sync = InitialSync::default();
         loop {
             if *self.shutdown.borrow() {
                 break;
             }
+            let mut opened = None;
             let start = match rv.take() {
                 Some(v) => v,
-                None => match self.list_all(&mut backoff).await {
-                    Ok(Some(v)) => v,
+                None => match self.initial_sync(&mut sync, &mut backoff).await {
+                    Ok(Some((v, stream))) => {
+                        opened = stream;
+                        v
+                    }
                     Ok(None) => continue,
                     Err(Stopped) => break,
                 },
             };
             let mut committed = start.clone();
             let end = self
-                .watch_from(&start, &mut committed, &mut backoff, &mut last_persist)
+                .watch_from(
+                    &start,
+                    &mut committed,
+                    &mut backoff,
+                    &mut last_persist,
+                    opened,
+                )
                 .await;
             rv = Some(committed);
             match end {
@@ -105,13 +121,21 @@ impl Watcher<'_> {
             }
         }
         self.finish(rv.as_deref());
+        match self.api.rejected() {
+            Some(r) => Err(r),
+            None => Ok(()),
+        }
     }
 
-    /// Lists every event page by page. Ok(None) after a failure that was waited out.
+    /// Lists every event page by page (the fallback when the server cannot stream lists).
+    /// Ok(None) after a failure that was waited out.
     ///
     /// The next page is fetched while the current one is written: the server renders and sends
     /// it meanwhile, so the list takes about as long as the slower of the two, not their sum.
-    async fn list_all(&mut self, backoff: &mut Backoff) -> Result<Option<String>, Stopped> {
+    pub(super) async fn list_all(
+        &mut self,
+        backoff: &mut Backoff,
+    ) -> Result<Option<String>, Stopped> {
         // The continue token of the request in flight.
         let mut token: Option<String> = None;
         let mut list_rv: Option<String> = None;
@@ -220,43 +244,38 @@ impl Watcher<'_> {
         Ok(Some(rv))
     }
 
+    /// Watches from `from`, on a new connection or on the one a streaming list left open.
     async fn watch_from(
         &mut self,
         from: &str,
         committed: &mut String,
         backoff: &mut Backoff,
         last_persist: &mut Instant,
+        opened: Option<Opened>,
     ) -> WatchEnd {
-        // The server ends a watch after timeoutSeconds; a little after our own idle bound, so
-        // that a silent connection is caught by us either way.
-        let timeout = self.idle_timeout.as_secs() + 30;
-        let opened = tokio::select! {
-            w = tokio::time::timeout(REQUEST_TIMEOUT, self.api.watch(from, timeout)) => w,
-            _ = self.shutdown.changed() => return WatchEnd::Stopped,
-        };
-        self.metrics.answer(Request::Watch, &opened);
+        // A chunk that was already there when the previous one was done.
+        let mut ready = None;
         let mut body: WatchBody = match opened {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) if e.is_gone() => return WatchEnd::Gone,
-            Ok(Err(e)) => return WatchEnd::Failed(self.api.diagnose(&e)),
-            Err(_) => {
-                let secs = REQUEST_TIMEOUT.as_secs();
-                return WatchEnd::Failed(Problem::transient(format!(
-                    "no answer to a watch request within {secs}s"
-                )));
+            Some(o) => {
+                if !o.rest.is_empty() {
+                    ready = Some(Ok(Some(o.rest)));
+                }
+                o.body
             }
+            None => match self.open_watch(from).await {
+                Ok(b) => b,
+                Err(end) => return end,
+            },
         };
         backoff.success("watching events");
         self.progress.watching(from);
         tracing::debug!(resource_version = from, "watch established");
 
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut buf = LineBuf::new();
         let mut latest = from.to_string();
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         // A deadline, not a per-read timeout: the heartbeat tick must not restart the count.
         let mut idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
-        // A chunk that was already there when the previous one was done.
-        let mut ready = None;
         loop {
             let chunk = match ready.take() {
                 Some(c) => Ok(c),
@@ -285,9 +304,9 @@ impl Watcher<'_> {
                 }
                 Ok(Err(e)) => return WatchEnd::Failed(self.api.diagnose(&e)),
                 Ok(Ok(None)) => {
-                    if !buf.is_empty() {
+                    if buf.partial_len() > 0 {
                         tracing::debug!(
-                            bytes = buf.len(),
+                            bytes = buf.partial_len(),
                             "the watch ended inside a frame; resuming before it"
                         );
                     }
@@ -296,18 +315,9 @@ impl Watcher<'_> {
                 Ok(Ok(Some(b))) => b,
             };
             idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
-            // Whole lines are read from the chunk itself; only a line cut between two chunks
-            // goes through `buf`.
-            let from_buf = !buf.is_empty();
-            if from_buf {
-                buf.extend_from_slice(&bytes);
-            }
-            let data: &[u8] = if from_buf { &buf } else { &bytes };
-            let mut consumed = 0;
+            let mut lines = buf.start(&bytes);
             let mut end = None;
-            while let Some(nl) = memchr::memchr(b'\n', &data[consumed..]) {
-                let line = &data[consumed..consumed + nl];
-                consumed += nl + 1;
+            while let Some(line) = lines.next_line() {
                 if let Some(e) = self.handle_frame(line, &mut latest) {
                     end = Some(e);
                     break;
@@ -323,11 +333,8 @@ impl Watcher<'_> {
                     }
                 }
             }
-            if from_buf {
-                buf.drain(..consumed);
-            } else {
-                buf.extend_from_slice(&bytes[consumed..]);
-            }
+            let stop = lines.stop();
+            buf.finish(&bytes, stop);
             // While the server sends faster than we write, chunks are already waiting: take
             // them before writing, so a write carries a full batch rather than one chunk. As
             // soon as nothing is waiting, the batch is written (no added latency).
@@ -354,8 +361,30 @@ impl Watcher<'_> {
         }
     }
 
+    async fn open_watch(&mut self, from: &str) -> Result<WatchBody, WatchEnd> {
+        // The server ends a watch after timeoutSeconds; a little after our own idle bound, so
+        // that a silent connection is caught by us either way.
+        let timeout = self.idle_timeout.as_secs() + 30;
+        let opened = tokio::select! {
+            w = tokio::time::timeout(REQUEST_TIMEOUT, self.api.watch(from, timeout)) => w,
+            _ = self.shutdown.changed() => return Err(WatchEnd::Stopped),
+        };
+        self.metrics.answer(Request::Watch, &opened);
+        match opened {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) if e.is_gone() => Err(WatchEnd::Gone),
+            Ok(Err(e)) => Err(WatchEnd::Failed(self.api.diagnose(&e))),
+            Err(_) => {
+                let secs = REQUEST_TIMEOUT.as_secs();
+                Err(WatchEnd::Failed(Problem::transient(format!(
+                    "no answer to a watch request within {secs}s"
+                ))))
+            }
+        }
+    }
+
     /// Offers one frame; returns how the watch ends if the frame ends it.
-    fn handle_frame(&mut self, line: &[u8], latest: &mut String) -> Option<WatchEnd> {
+    pub(super) fn handle_frame(&mut self, line: &[u8], latest: &mut String) -> Option<WatchEnd> {
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
@@ -403,7 +432,7 @@ impl Watcher<'_> {
         None
     }
 
-    async fn commit(&mut self) -> Result<(), Stopped> {
+    pub(super) async fn commit(&mut self) -> Result<(), Stopped> {
         self.pipeline
             .commit(&mut self.shutdown)
             .await
@@ -421,12 +450,16 @@ impl Watcher<'_> {
     }
 
     /// Logs the failure (once per cause), shows it in STATUS, and waits out the back-off.
-    async fn retry_later(
+    pub(super) async fn retry_later(
         &mut self,
         backoff: &mut Backoff,
         what: &str,
         problem: &Problem,
     ) -> Result<(), Stopped> {
+        // Retrying a refused selection cannot help: stop, and exit with a configuration error.
+        if self.api.rejected().is_some() {
+            return Err(Stopped);
+        }
         let wait = backoff.problem(what, problem);
         self.progress.problem(what, problem);
         sleep_alive(wait, &self.progress, &mut self.shutdown)

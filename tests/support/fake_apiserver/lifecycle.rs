@@ -74,6 +74,8 @@ impl FakeApiServer {
             leases: Mutex::new(BTreeMap::new()),
             lease_refusals: Mutex::new(Vec::new()),
             denied_user: Mutex::new(None),
+            streaming_fault: Mutex::new(None),
+            held: Mutex::new(Vec::new()),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))

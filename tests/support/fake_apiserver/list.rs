@@ -7,6 +7,7 @@ use base64::Engine as _;
 use http::Response;
 
 use super::json::json_str;
+use super::selectors::Selection;
 use super::serve::{Body, bad_request, json_response, status_json, too_large_rv};
 use super::store::Store;
 use super::{RecordedRequest, Shared, lock};
@@ -52,6 +53,13 @@ pub(super) fn list_response(
     rec: &RecordedRequest,
     pretty_print: bool,
 ) -> Response<Body> {
+    let selection = match Selection::of(rec) {
+        Ok(s) => s,
+        Err(message) => return bad_request(&message, pretty_print),
+    };
+    if let Some(refused) = super::watch_list::invalid_options(shared, rec, false, pretty_print) {
+        return refused;
+    }
     let limit: usize = match rec.param("limit").filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => match s.parse::<i64>() {
@@ -141,27 +149,46 @@ pub(super) fn list_response(
     };
     let from = snapshot.partition_point(|(k, _, _)| k.as_str() < start.as_str());
     let rest = &snapshot[from..];
-    let take = if limit == 0 {
-        rest.len()
+    let (items, more, remaining_count) = if selection.is_everything() {
+        let take = if limit == 0 {
+            rest.len()
+        } else {
+            limit.min(rest.len())
+        };
+        let remaining = rest.len() - take;
+        (
+            rest[..take].iter().collect::<Vec<_>>(),
+            remaining > 0,
+            Some(remaining),
+        )
     } else {
-        limit.min(rest.len())
+        // A filtered list has no remainingItemCount: the server cannot know it cheaply.
+        let mut matching = rest.iter().filter(|(_, b, _)| selection.matches(b));
+        let items: Vec<_> = if limit == 0 {
+            matching.by_ref().collect()
+        } else {
+            matching.by_ref().take(limit).collect()
+        };
+        let more = matching.next().is_some();
+        (items, more, None)
     };
-    let items = &rest[..take];
     let last_key: Option<&str> = items.last().map(|(k, _, _)| k.as_str());
-    let remaining = rest.len() - take;
     let mut out =
         String::with_capacity(items.iter().map(|(_, b, _)| b.len() + 1).sum::<usize>() + 256);
     let _ = write!(
         out,
         "{{\"kind\":\"EventList\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{read_rv}\""
     );
-    if remaining > 0 {
+    if more {
         let next = format!("{}\u{0}", last_key.unwrap_or(""));
         let _ = write!(
             out,
-            ",\"continue\":\"{}\",\"remainingItemCount\":{remaining}",
+            ",\"continue\":\"{}\"",
             continue_token(read_rv as i64, &next)
         );
+        if let Some(remaining) = remaining_count {
+            let _ = write!(out, ",\"remainingItemCount\":{remaining}");
+        }
     }
     out.push_str("},\"items\":[");
     for (i, (_, stored, decoded)) in items.iter().enumerate() {

@@ -16,10 +16,12 @@
 //! Layout, one concern a file: `lifecycle` (start, restart, stop, URLs, kubeconfig), `tls`
 //! (certificates), `store` (MVCC versions, history, compaction), `objects` (creating, patching
 //! and deleting events), `json` (raw JSON members), `realistic` (generated events, ids, times),
-//! `serve` (accepting, authentication, routing, responses), `list`, `watches`, `faults`
-//! (injected failures and stream faults), `leases` (coordination.k8s.io Leases, for leader
-//! election), `rbac` (403 for a user without rights) and `admin` (the `/fake/...` HTTP API).
-//! This file holds the public types, the shared state and the request log.
+//! `serve` (accepting, authentication, routing, responses), `selectors` (namespaced paths,
+//! field and label selectors), `list`, `watches`, `watch_list` (streaming lists' refusals and
+//! faults, the paged list's per-page cost), `faults` (injected failures and stream faults),
+//! `leases` (coordination.k8s.io Leases, for leader election), `rbac` (403 for a user without
+//! rights) and `admin` (the `/fake/...` HTTP API). This file holds the public types, the
+//! shared state and the request log.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
@@ -31,9 +33,11 @@ mod list;
 mod objects;
 mod rbac;
 mod realistic;
+mod selectors;
 mod serve;
 mod store;
 mod tls;
+mod watch_list;
 mod watches;
 
 use std::collections::BTreeMap;
@@ -111,6 +115,21 @@ pub struct Options {
     /// does from its watch cache, instead of copying stored JSON (which serves far faster than
     /// any real server). Items that do not decode as a core/v1 Event are copied as stored.
     pub encode_lists: bool,
+    /// Streaming lists (`sendInitialEvents`) are served, as with kube-apiserver's WatchList
+    /// feature gate on (its default since v1.34); false answers them 422 like
+    /// `watchlist-gate-off.json`.
+    pub watch_list: bool,
+    /// What each page of a paged list costs before it is sent: the real server spent ~21 ms
+    /// a page of 500 (15 ms a request plus 14 µs an item fits both its `limit=500` and
+    /// `limit=5000` figures). Tests keep the fixed part (lists stay realistic and cheap);
+    /// benchmarks set both and print them.
+    pub list_page_delay: Duration,
+    /// See `list_page_delay`: the cost of each item of a page.
+    pub list_item_delay: Duration,
+    /// What each initial frame of a watch costs (a streaming list's events): the real server
+    /// streamed 100,000 events in 2.1 s, 21 µs each. Zero (the default) sends them as fast as
+    /// the socket takes them.
+    pub initial_event_delay: Duration,
 }
 
 impl Default for Options {
@@ -126,6 +145,10 @@ impl Default for Options {
             admin: false,
             prepared_watch: 0,
             encode_lists: false,
+            watch_list: true,
+            list_page_delay: Duration::from_millis(20),
+            list_item_delay: Duration::ZERO,
+            initial_event_delay: Duration::ZERO,
         }
     }
 }
@@ -155,9 +178,9 @@ pub enum Failure {
 pub enum Target {
     /// Every non-admin request.
     Any,
-    /// `GET /api/v1/events` without `watch`.
+    /// `GET` on an events collection without `watch`.
     List,
-    /// `GET /api/v1/events?watch=...`.
+    /// `GET` on an events collection with `watch=...`.
     Watch,
 }
 
@@ -183,15 +206,21 @@ impl RecordedRequest {
     pub fn param(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }
-    /// A watch request on the events collection.
-    pub fn is_watch(&self) -> bool {
-        self.method == "GET"
-            && self.path == "/api/v1/events"
-            && self.param("watch").is_some_and(parse_bool)
+    /// A request on the cluster-wide or a namespaced events collection.
+    pub fn is_events(&self) -> bool {
+        selectors::collection(&self.path).is_some()
     }
-    /// A list request on the events collection (a GET without `watch`).
+    /// The namespace of a request on a namespaced events collection.
+    pub fn namespace(&self) -> Option<&str> {
+        selectors::collection(&self.path).flatten()
+    }
+    /// A watch request on an events collection.
+    pub fn is_watch(&self) -> bool {
+        self.method == "GET" && self.is_events() && self.param("watch").is_some_and(parse_bool)
+    }
+    /// A list request on an events collection (a GET without `watch`).
     pub fn is_list(&self) -> bool {
-        self.method == "GET" && self.path == "/api/v1/events" && !self.is_watch()
+        self.method == "GET" && self.is_events() && !self.is_watch()
     }
 }
 
@@ -226,6 +255,10 @@ struct Shared {
     lease_refusals: Mutex<Vec<String>>,
     /// An authenticated user refused every request (403), as before its RBAC is applied.
     denied_user: Mutex<Option<String>>,
+    /// Applies to the next streaming list ([`FakeApiServer::cut_next_streaming_list`]).
+    streaming_fault: Mutex<Option<watch_list::StreamingFault>>,
+    /// Channels of held streaming lists, kept open so that their connections stay silent.
+    held: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<watches::WatchMsg>>>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).

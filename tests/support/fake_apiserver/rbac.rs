@@ -36,9 +36,13 @@ pub(super) fn forbidden_response(
     } else {
         "get"
     };
-    let message = if rec.path == "/api/v1/events" {
+    let message = if rec.is_events() {
+        let scope = match rec.namespace() {
+            Some(ns) => format!("in the namespace \"{ns}\""),
+            None => "at the cluster scope".into(),
+        };
         format!(
-            "events is forbidden: User \"{user}\" cannot {verb} resource \"events\" in API group \"\" at the cluster scope"
+            "events is forbidden: User \"{user}\" cannot {verb} resource \"events\" in API group \"\" {scope}"
         )
     } else {
         format!(
@@ -46,7 +50,7 @@ pub(super) fn forbidden_response(
             rec.path
         )
     };
-    let details = (rec.path == "/api/v1/events").then_some(r#"{"kind":"events"}"#);
+    let details = rec.is_events().then_some(r#"{"kind":"events"}"#);
     json_response(
         403,
         status_json(403, "Forbidden", &message, details, "{}"),

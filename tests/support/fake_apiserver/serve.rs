@@ -205,6 +205,12 @@ async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incoming>) 
     // A stall holds new requests too.
     let mut stall = shared.stall.subscribe();
     let _ = stall.wait_for(|s| !*s).await;
+    if is_list {
+        let cost = super::watch_list::page_cost(&shared, &rec);
+        if !cost.is_zero() {
+            tokio::time::sleep(cost).await;
+        }
+    }
 
     let resp = route(
         &shared,
@@ -258,9 +264,10 @@ fn route(
     if let Some(resp) = super::leases::route(shared, rec, body, pretty_print) {
         return resp;
     }
+    let events = rec.is_events();
     match (rec.method.as_str(), rec.path.as_str()) {
-        ("GET", "/api/v1/events") if is_watch => watch_response(shared, rec, pretty_print),
-        ("GET", "/api/v1/events") => list_response(shared, rec, pretty_print),
+        ("GET", _) if events && is_watch => watch_response(shared, rec, pretty_print),
+        ("GET", _) if events => list_response(shared, rec, pretty_print),
         ("GET", "/version") => json_response(
             200,
             r#"{"major":"1","minor":"36","emulationMajor":"1","emulationMinor":"36","minCompatibilityMajor":"1","minCompatibilityMinor":"35","gitVersion":"v1.36.2","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-11-01T00:00:00Z","goVersion":"go1.25.3","compiler":"gc","platform":"linux/amd64"}"#.to_string(),
@@ -272,7 +279,7 @@ fn route(
                 .insert("content-type", HeaderValue::from_static("text/plain; charset=utf-8"));
             r
         }
-        (m, "/api/v1/events") if m != "GET" => json_response(
+        (m, _) if events && m != "GET" => json_response(
             405,
             status_json(405, "MethodNotAllowed", "the server does not allow this method on the requested resource", Some("{}"), "{}"),
             pretty_print,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::selectors::Selection;
 use super::watches::{WatchMsg, Watcher, watch_frame};
 
 #[derive(Debug, Clone)]
@@ -62,19 +63,31 @@ impl Store {
         frame_body: Arc<str>,
     ) {
         let rv = self.rv;
-        match (self.current(&key).is_some(), body.is_some()) {
+        let previous = self.current(&key).cloned();
+        match (previous.is_some(), body.is_some()) {
             (false, true) => self.live += 1,
             (true, false) => self.live -= 1,
             _ => {}
         }
         self.keys.entry(key).or_default().push(Version { rv, body });
         let frame = Bytes::from(watch_frame(kind, &frame_body));
+        self.watchers.retain(|w| {
+            match selected_frame(
+                w.selection.as_deref(),
+                kind,
+                previous.as_deref(),
+                &frame_body,
+                &frame,
+            ) {
+                Some(f) => w.tx.send(WatchMsg::Data(f)).is_ok(),
+                None => !w.tx.is_closed(),
+            }
+        });
         self.log.push_back(LogEntry {
             rv,
             kind,
             body: frame_body,
         });
-        self.broadcast(|| WatchMsg::Data(frame.clone()));
     }
 
     pub(super) fn compact(&mut self) -> u64 {
@@ -93,6 +106,28 @@ impl Store {
             !versions.is_empty()
         });
         c
+    }
+}
+
+/// The frame a watch with `selection` gets for a change, as the watch cache decides it: an
+/// object that comes into the selection is ADDED for it, one that leaves it is DELETED.
+fn selected_frame(
+    selection: Option<&Selection>,
+    kind: &'static str,
+    previous: Option<&str>,
+    body: &str,
+    frame: &Bytes,
+) -> Option<Bytes> {
+    let Some(selection) = selection else {
+        return Some(frame.clone());
+    };
+    let now = selection.matches(body);
+    let before = kind == "MODIFIED" && previous.is_some_and(|p| selection.matches(p));
+    match (kind, before, now) {
+        ("MODIFIED", true, true) | ("ADDED" | "DELETED", _, true) => Some(frame.clone()),
+        ("MODIFIED", false, true) => Some(Bytes::from(watch_frame("ADDED", body))),
+        ("MODIFIED", true, false) => Some(Bytes::from(watch_frame("DELETED", body))),
+        _ => None,
     }
 }
 

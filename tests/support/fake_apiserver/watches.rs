@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::{broadcast, mpsc, watch};
 
+use super::selectors::Selection;
 use super::serve::{Body, bad_request, parse_bool, too_large_rv};
+use super::watch_list;
 use super::{FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
 
 /// `{"kind":"Event","apiVersion":"v1",<stored members>}`.
@@ -30,14 +32,17 @@ pub(super) fn watch_frame(kind: &str, body: &str) -> String {
     )
 }
 
-fn bookmark_frame(rv: u64, initial_events_end: bool) -> String {
+/// A BOOKMARK as kube-apiserver v1.36 sends it (`watchlist.jsonl`): an empty Event carrying
+/// only the resourceVersion, and for the end of a streaming list's initial events the
+/// `k8s.io/initial-events-end` annotation.
+pub(super) fn bookmark_frame(rv: u64, initial_events_end: bool) -> String {
     let annotations = if initial_events_end {
         r#","annotations":{"k8s.io/initial-events-end":"true"}"#
     } else {
         ""
     };
     format!(
-        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\",\"creationTimestamp\":null{annotations}}},\"involvedObject\":{{}},\"reportingComponent\":\"\",\"reportingInstance\":\"\",\"source\":{{}},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null}}}}\n"
+        "{{\"type\":\"BOOKMARK\",\"object\":{{\"kind\":\"Event\",\"apiVersion\":\"v1\",\"metadata\":{{\"resourceVersion\":\"{rv}\"{annotations}}},\"involvedObject\":{{}},\"source\":{{}},\"firstTimestamp\":null,\"lastTimestamp\":null,\"eventTime\":null,\"reportingComponent\":\"\",\"reportingInstance\":\"\"}}}}\n"
     )
 }
 
@@ -52,6 +57,8 @@ pub(super) enum WatchMsg {
 
 pub(super) struct Watcher {
     pub(super) tx: mpsc::UnboundedSender<WatchMsg>,
+    /// What the watch selects; None for every event.
+    pub(super) selection: Option<Arc<Selection>>,
 }
 
 impl FakeApiServer {
@@ -66,6 +73,13 @@ pub(super) fn watch_response(
     rec: &RecordedRequest,
     pretty_print: bool,
 ) -> Response<Body> {
+    let selection = match Selection::of(rec) {
+        Ok(s) => s,
+        Err(message) => return bad_request(&message, pretty_print),
+    };
+    if let Some(refused) = watch_list::invalid_options(shared, rec, true, pretty_print) {
+        return refused;
+    }
     let bookmarks = rec.param("allowWatchBookmarks").is_some_and(parse_bool);
     let send_initial = rec.param("sendInitialEvents").is_some_and(parse_bool);
     let timeout = match rec.param("timeoutSeconds").filter(|s| !s.is_empty()) {
@@ -83,6 +97,11 @@ pub(super) fn watch_response(
     let rv_param = rec.param("resourceVersion").unwrap_or("");
     let (tx, rx) = mpsc::unbounded_channel();
     let mut initial: Vec<Bytes> = Vec::new();
+    // The current objects a watch starts with, encoded as they are sent.
+    let mut initial_events: Option<InitialEvents> = None;
+    let mut rx = Some(rx);
+    // A streaming list cut by an injected fault: no live changes follow.
+    let mut cut = false;
     {
         let mut store = lock(&shared.store);
         if rv_param.is_empty() || rv_param == "0" || send_initial {
@@ -98,23 +117,31 @@ pub(super) fn watch_response(
                     }
                 }
             }
-            let mut chunk = String::new();
-            for body in store
+            // In namespace/name order (etcd's key order), as `watchlist.jsonl` shows.
+            let mut bodies: Vec<Arc<str>> = store
                 .keys
                 .values()
-                .filter_map(|v| v.last().and_then(|v| v.body.as_ref()))
+                .filter_map(|v| v.last().and_then(|v| v.body.clone()))
+                .filter(|b| selection.matches(b))
+                .collect();
+            let mut end = (send_initial && bookmarks).then(|| bookmark_frame(store.rv, true));
+            if let Some(fault) = send_initial
+                .then(|| watch_list::take_fault(shared))
+                .flatten()
             {
-                chunk.push_str(&watch_frame("ADDED", body));
-                if chunk.len() > 64 * 1024 {
-                    initial.push(Bytes::from(std::mem::take(&mut chunk)));
+                bodies.truncate(fault.after);
+                end = None;
+                cut = true;
+                if fault.hold {
+                    watch_list::hold(shared, tx.clone());
+                } else {
+                    rx = None;
                 }
             }
-            if send_initial && bookmarks {
-                chunk.push_str(&bookmark_frame(store.rv, true));
-            }
-            if !chunk.is_empty() {
-                initial.push(Bytes::from(chunk));
-            }
+            initial_events = Some(InitialEvents {
+                bodies: bodies.into_iter(),
+                end,
+            });
         } else {
             let rv = match rv_param.parse::<u64>() {
                 Ok(rv) => rv,
@@ -128,7 +155,9 @@ pub(super) fn watch_response(
             if rv < store.compact_rv {
                 drop(store);
                 return stream_response(
-                    vec![Bytes::from(format!("{WATCH_EXPIRED_FRAME}\n"))],
+                    Box::new(std::iter::once(Bytes::from(format!(
+                        "{WATCH_EXPIRED_FRAME}\n"
+                    )))),
                     None,
                     shared,
                     false,
@@ -139,7 +168,11 @@ pub(super) fn watch_response(
                 return too_large_rv(rv, store.rv, pretty_print);
             }
             let mut chunk = String::new();
-            for e in store.log.iter().filter(|e| e.rv > rv) {
+            for e in store
+                .log
+                .iter()
+                .filter(|e| e.rv > rv && selection.matches(&e.body))
+            {
                 chunk.push_str(&watch_frame(e.kind, &e.body));
                 if chunk.len() > 64 * 1024 {
                     initial.push(Bytes::from(std::mem::take(&mut chunk)));
@@ -149,20 +182,57 @@ pub(super) fn watch_response(
                 initial.push(Bytes::from(chunk));
             }
         }
-        store.watchers.push(Watcher { tx });
+        let selection = (!selection.is_everything()).then(|| Arc::new(selection));
+        if !cut {
+            store.watchers.push(Watcher { tx, selection });
+        }
     }
     let prepared = lock(&shared.prepared).take();
     let gated = prepared.is_some();
     if let Some(p) = prepared {
         initial.splice(0..0, p);
     }
-    stream_response_gated(initial, Some(rx), shared, bookmarks, timeout, gated)
+    let frames: Frames = Box::new(
+        initial
+            .into_iter()
+            .chain(initial_events.into_iter().flatten()),
+    );
+    stream_response_gated(frames, rx, shared, bookmarks, timeout, gated)
 }
+
+/// A watch's first frames, produced as they are sent rather than all at once (a streaming
+/// list of 100,000 events is 120 MB): `ADDED` for each object, then the end bookmark if any.
+struct InitialEvents {
+    bodies: std::vec::IntoIter<Arc<str>>,
+    end: Option<String>,
+}
+
+impl Iterator for InitialEvents {
+    type Item = Bytes;
+
+    fn next(&mut self) -> Option<Bytes> {
+        let mut chunk = String::new();
+        while chunk.len() <= 64 * 1024 {
+            match self.bodies.next() {
+                Some(body) => chunk.push_str(&watch_frame("ADDED", &body)),
+                None => {
+                    if let Some(end) = self.end.take() {
+                        chunk.push_str(&end);
+                    }
+                    break;
+                }
+            }
+        }
+        (!chunk.is_empty()).then(|| Bytes::from(chunk))
+    }
+}
+
+type Frames = Box<dyn Iterator<Item = Bytes> + Send>;
 
 type Out = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
 
 fn stream_response(
-    initial: Vec<Bytes>,
+    initial: Frames,
     rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
     shared: &Arc<Shared>,
     bookmarks: bool,
@@ -173,7 +243,7 @@ fn stream_response(
 
 /// `gated`: `initial` is the prepared body; wait for `start_prepared` and record when it went.
 fn stream_response_gated(
-    initial: Vec<Bytes>,
+    initial: Frames,
     rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
     shared: &Arc<Shared>,
     bookmarks: bool,
@@ -204,7 +274,14 @@ fn stream_response_gated(
             }
             lock(&shared.prepared_times).last_sent = Some(SystemTime::now());
             let _ = w
-                .run(Vec::new(), rx, &shared, bookmarks, interval, timeout)
+                .run(
+                    Box::new(std::iter::empty()),
+                    rx,
+                    &shared,
+                    bookmarks,
+                    interval,
+                    timeout,
+                )
                 .await;
             return;
         }
@@ -277,7 +354,7 @@ impl Writer {
 
     async fn run(
         &mut self,
-        initial: Vec<Bytes>,
+        initial: Frames,
         rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
         shared: &Shared,
         bookmarks: bool,
@@ -285,7 +362,16 @@ impl Writer {
         timeout: Option<Duration>,
     ) -> Result<(), Stop> {
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        // A real server's pace for the initial frames (benchmarks), kept against the clock so
+        // that timer rounding does not add up.
+        let pace = shared.opts.initial_event_delay;
+        let started = tokio::time::Instant::now();
+        let mut frames = 0u32;
         for b in initial {
+            if !pace.is_zero() {
+                frames += u32::try_from(memchr::memchr_iter(b'\n', &b).count()).unwrap_or(0);
+                tokio::time::sleep_until(started + pace * frames).await;
+            }
             self.emit(b).await?;
         }
         let Some(mut rx) = rx else {

@@ -1,0 +1,356 @@
+//! The initial sync by streaming list, end to end: the real binary against the fake API server,
+//! which serves streaming lists as kube-apiserver v1.36 does (initial events in key order, the
+//! `k8s.io/initial-events-end` bookmark, 422 with the WatchList gate off) and can cut one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+use support::daemon::{Daemon, Layout, command, lines, wait_for_lines};
+use support::fake_apiserver::{Auth, FakeApiServer, Options};
+
+const T: Duration = Duration::from_secs(30);
+
+fn event(i: usize) -> String {
+    format!(
+        r#"{{"involvedObject":{{"kind":"Pod","name":"p{i}"}},"reason":"Pulled","message":"pulled image {i}","count":1,"type":"Normal"}}"#
+    )
+}
+
+fn server_with(opts: Options, n: usize) -> (FakeApiServer, Layout) {
+    let api = FakeApiServer::start(opts);
+    // Names that sort differently from creation order, so key order and version order differ.
+    for i in 0..n {
+        api.create(
+            &format!("ns-{}", i % 7),
+            &format!("ev-{:05}", n - i),
+            &event(i),
+        );
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    (api, layout)
+}
+
+fn start(layout: &Layout, extra: &[&str]) -> Daemon {
+    let mut args = layout.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(&args)
+}
+
+/// Starts the daemon with a NOTIFY_SOCKET; the receiver gets each datagram.
+fn start_notified(layout: &Layout, extra: &[&str]) -> (Daemon, Receiver<String>) {
+    let path = layout.path("notify.sock");
+    let _ = std::fs::remove_file(&path);
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    });
+    let mut args = layout.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = command(&args);
+    cmd.env("NOTIFY_SOCKET", &path)
+        .stdout(std::process::Stdio::null());
+    (Daemon::spawn(&mut cmd), rx)
+}
+
+/// The list pages the daemon needs for `events`.
+fn pages(events: usize) -> usize {
+    events.div_ceil(kube_event_pipe::source::api::PAGE_LIMIT as usize)
+}
+
+fn saved_version(layout: &Layout) -> Option<String> {
+    std::fs::read_to_string(layout.state().join("resource_version"))
+        .ok()
+        .map(|s| s.lines().next().unwrap_or("").to_string())
+}
+
+fn assert_each_once(api: &FakeApiServer, layout: &Layout, log: &str) {
+    let out = lines(&layout.out());
+    let set: HashSet<&String> = out.iter().collect();
+    assert_eq!(
+        set.len(),
+        out.len(),
+        "duplicates in the output; log:\n{log}"
+    );
+    let expected: HashSet<String> = api.object_lines().into_iter().collect();
+    let got: HashSet<String> = out.into_iter().collect();
+    assert_eq!(
+        got, expected,
+        "output differs from the server's events; log:\n{log}"
+    );
+}
+
+#[test]
+fn cold_start_writes_every_event_once_is_ready_after_the_end_bookmark_and_saves_its_version() {
+    let (api, layout) = server_with(Options::default(), 1500);
+    let (d, notes) = start_notified(&layout, &[]);
+    let ready = notes
+        .iter()
+        .find(|m| m.lines().any(|l| l == "READY=1"))
+        .expect("READY=1");
+    // READY came after every initial event was written.
+    assert_eq!(
+        lines(&layout.out()).len(),
+        1500,
+        "READY before the sync: {ready}"
+    );
+    assert!(
+        d.wait_for_log("listed all events by streaming list", T),
+        "{}",
+        d.stderr()
+    );
+    api.create("live", "after", &event(9999));
+    wait_for_lines(&layout.out(), 1501, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_each_once(&api, &layout, &log);
+    // Written in the server's key order (namespace/name), byte for byte.
+    let out = lines(&layout.out());
+    let listed: Vec<String> = api
+        .object_lines()
+        .into_iter()
+        .filter(|l| !l.contains("\"namespace\":\"live\""))
+        .collect();
+    assert!(out[..1500] == listed[..], "not in key order; log:\n{log}");
+    assert_eq!(api.streaming_list_count(), 1, "{log}");
+    assert_eq!(api.list_request_count(), 0, "{log}");
+    assert_eq!(
+        api.watch_request_count(),
+        1,
+        "the live watch is the same connection: {log}"
+    );
+    // The version saved is the end bookmark's, once the live event advanced it; a run stopped
+    // right after the sync saves the bookmark's own.
+    assert_eq!(saved_version(&layout), Some(api.current_rv().to_string()));
+    let fresh = Layout::new();
+    api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
+    let rv_now = api.current_rv();
+    let d = start(&fresh, &[]);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    let (_, log) = d.stop();
+    assert!(log.contains(&format!("resource_version={rv_now}")), "{log}");
+    assert_eq!(saved_version(&fresh), Some(rv_now.to_string()));
+}
+
+#[test]
+fn no_version_is_saved_and_no_ready_sent_before_the_end_bookmark_and_a_kill_there_loses_nothing() {
+    let (api, layout) = server_with(Options::default(), 2000);
+    // The streaming list stops after 700 events, connection open: a server that is slow to
+    // send the rest.
+    api.cut_next_streaming_list(700, true);
+    let (d, notes) = start_notified(&layout, &[]);
+    wait_for_lines(&layout.out(), 700, T, &d);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(saved_version(&layout), None, "{}", d.stderr());
+    let told: Vec<String> = notes.try_iter().collect();
+    assert!(
+        !told.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY before the end bookmark: {told:?}"
+    );
+    let log = d.kill();
+    assert!(!log.contains("watching from here"), "{log}");
+
+    // The restart lists again, and writes only what the killed run had not.
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 2000, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_each_once(&api, &layout, &log);
+    assert_eq!(api.streaming_list_count(), 2, "{log}");
+    assert_eq!(saved_version(&layout), Some(api.current_rv().to_string()));
+}
+
+#[test]
+fn a_server_without_streaming_lists_gets_pages_for_the_rest_of_the_process_with_one_info_line() {
+    let (api, layout) = server_with(
+        Options {
+            watch_list: false,
+            ..Options::default()
+        },
+        1203,
+    );
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 1203, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    // An expired version: the re-list goes straight to pages.
+    api.create("late", "one", &event(1));
+    api.compact();
+    api.expire_watches();
+    api.create("late", "two", &event(2));
+    wait_for_lines(&layout.out(), 1205, T, &d);
+    assert!(
+        d.wait_for_log("listing all events again", T),
+        "{}",
+        d.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_each_once(&api, &layout, &log);
+    assert_eq!(
+        log.matches("does not offer streaming lists").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("WatchList feature gate"), "{log}");
+    // One refused streaming list; then the pages, twice.
+    assert_eq!(api.streaming_list_count(), 1, "{log}");
+    assert_eq!(api.list_request_count(), 2 * pages(1203), "{log}");
+}
+
+#[test]
+fn a_stream_that_ends_before_its_bookmark_is_listed_again_without_saving_or_doubling() {
+    let (api, layout) = server_with(Options::default(), 900);
+    api.cut_next_streaming_list(300, false);
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 900, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("the streaming list ended before its end bookmark"),
+        "{log}"
+    );
+    assert_each_once(&api, &layout, &log);
+    assert_eq!(api.streaming_list_count(), 2, "{log}");
+    assert_eq!(api.list_request_count(), 0, "{log}");
+}
+
+#[test]
+fn no_end_bookmark_within_the_bound_falls_back_to_pages() {
+    let (api, layout) = server_with(Options::default(), 800);
+    api.cut_next_streaming_list(250, true);
+    // The bound is the watch idle bound when that is shorter than a minute.
+    let d = start(&layout, &["--watch-idle-timeout-sec", "2"]);
+    wait_for_lines(&layout.out(), 800, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains(
+            "the streaming list sent no end bookmark within 2s; listing in pages from now on"
+        ),
+        "{log}"
+    );
+    assert_each_once(&api, &layout, &log);
+    assert_eq!(api.streaming_list_count(), 1, "{log}");
+    assert_eq!(api.list_request_count(), pages(800), "{log}");
+}
+
+#[test]
+fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
+    let (api, layout) = server_with(Options::default(), 600);
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 600, T, &d);
+    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.stop();
+    for i in 0..5 {
+        api.create("down", &format!("e{i}"), &event(i));
+    }
+    api.compact();
+    api.clear_requests();
+    let d = start(&layout, &[]);
+    wait_for_lines(&layout.out(), 605, T, &d);
+    assert!(
+        d.wait_for_log("listing all events again", T),
+        "{}",
+        d.stderr()
+    );
+    assert!(
+        d.wait_for_log("listed all events by streaming list", T),
+        "{}",
+        d.stderr()
+    );
+    api.create("live", "after", &event(1));
+    wait_for_lines(&layout.out(), 606, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    assert_each_once(&api, &layout, &log);
+    // The resume (410), then one streaming list that goes on as the live watch.
+    let requests = api.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(requests[0].status, Some(200));
+    assert!(!requests[0].is_streaming_list());
+    assert!(requests[1].is_streaming_list());
+}
+
+#[test]
+fn a_streaming_list_carries_the_namespace_and_selectors() {
+    let api = FakeApiServer::start(Options::default());
+    for ns in ["mine", "theirs"] {
+        for typ in ["Normal", "Warning"] {
+            api.create(
+                ns,
+                &format!("{typ}-1"),
+                &format!(
+                    r#"{{"reason":"R","type":"{typ}","metadata":{{"labels":{{"app":"web"}}}}}}"#
+                ),
+            );
+        }
+    }
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let d = start(
+        &layout,
+        &[
+            "--namespace",
+            "mine",
+            "--field-selector",
+            "type=Warning",
+            "--label-selector",
+            "app=web",
+        ],
+    );
+    wait_for_lines(&layout.out(), 1, T, &d);
+    assert!(
+        d.wait_for_log("listed all events by streaming list", T),
+        "{}",
+        d.stderr()
+    );
+    api.create(
+        "mine",
+        "Warning-2",
+        r#"{"reason":"R","type":"Warning","metadata":{"labels":{"app":"web"}}}"#,
+    );
+    api.create(
+        "mine",
+        "Normal-2",
+        r#"{"reason":"R","type":"Normal","metadata":{"labels":{"app":"web"}}}"#,
+    );
+    wait_for_lines(&layout.out(), 2, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let out = lines(&layout.out());
+    assert_eq!(
+        out,
+        [
+            api.object_line("mine", "Warning-1"),
+            api.object_line("mine", "Warning-2")
+        ]
+    );
+    let requests = api.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let r = &requests[0];
+    assert!(r.is_streaming_list(), "{r:?}");
+    assert_eq!(r.path, "/api/v1/namespaces/mine/events");
+    assert_eq!(r.param("fieldSelector"), Some("type=Warning"));
+    assert_eq!(r.param("labelSelector"), Some("app=web"));
+}
