@@ -274,6 +274,37 @@ impl Pipeline {
         object: &[u8],
         resource_version: &mut String,
     ) -> Option<Offered> {
+        self.offer_unchecked(object, resource_version, Via::Watch)
+    }
+
+    /// An initial event of a streaming list, as a watch frame carries it: part of the list
+    /// (the Python tool's files are consulted, see [`Pipeline::written_by_original`]).
+    pub fn offer_initial_object(
+        &mut self,
+        object: &[u8],
+        resource_version: &mut String,
+    ) -> Offered {
+        self.offer(object, Some(resource_version), Via::List, |obj, out| {
+            frame::write_watch_object(obj, out);
+            Ok(())
+        })
+    }
+
+    /// [`Pipeline::offer_unchecked_object`] for an initial event of a streaming list.
+    pub fn offer_unchecked_initial_object(
+        &mut self,
+        object: &[u8],
+        resource_version: &mut String,
+    ) -> Option<Offered> {
+        self.offer_unchecked(object, resource_version, Via::List)
+    }
+
+    fn offer_unchecked(
+        &mut self,
+        object: &[u8],
+        resource_version: &mut String,
+        via: Via,
+    ) -> Option<Offered> {
         // The frame parse would have checked this (serde_json's RawValue does); identity's
         // parse does not look inside the strings it skips. Events are nearly always ASCII,
         // which is checked much faster than UTF-8 (this check was 7% of the stream's CPU).
@@ -281,16 +312,12 @@ impl Pipeline {
             std::str::from_utf8(object).ok()?;
         }
         let view = identity::identity_into(object, &mut self.id).ok()?;
-        Some(self.offer_identified(
-            view,
-            object,
-            Some(resource_version),
-            Via::Watch,
-            |obj, out| {
+        Some(
+            self.offer_identified(view, object, Some(resource_version), via, |obj, out| {
                 frame::write_watch_object(obj, out);
                 Ok(())
-            },
-        ))
+            }),
+        )
     }
 
     fn offer(

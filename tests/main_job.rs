@@ -453,10 +453,16 @@ fn filter_files_rotate_with_a_short_batch_duration() {
         wait_for_lines(&layout.out(), i + 1, T, &d);
         seen.push(blooms());
     }
+    // A count read while the daemon marks the last line may catch a rotation half done (the
+    // oldest file gone, the new one not yet there): wait for the set to settle.
+    assert!(
+        wait_until(T, || blooms() == 3),
+        "{seen:?} then {}",
+        blooms()
+    );
     d.stop();
     assert_eq!(seen[0], 1);
     assert!(seen.iter().all(|&n| n <= 3), "{seen:?}");
-    assert_eq!(*seen.last().unwrap(), 3, "{seen:?}");
 }
 
 #[test]

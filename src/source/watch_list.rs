@@ -205,12 +205,20 @@ impl Watcher<'_> {
     /// One frame of the initial events: offered like a watch frame, except that versions are
     /// not taken as progress; the end bookmark ends them.
     fn initial_frame(&mut self, line: &[u8], scratch: &mut String) -> Option<InitialEnd> {
+        // The initial events are the list: offered as listed events, so that a migration from
+        // the Python tool consults its files for them (they never are for watched changes).
         if let Some((_, object)) = frame::split_common_frame(line)
             && self
                 .pipeline
-                .offer_unchecked_object(object, scratch)
+                .offer_unchecked_initial_object(object, scratch)
                 .is_some()
         {
+            return None;
+        }
+        if let Ok(f) = frame::parse_watch_frame(line)
+            && f.frame_type == FrameType::Added
+        {
+            self.pipeline.offer_initial_object(f.object, scratch);
             return None;
         }
         if let Ok(f) = frame::parse_watch_frame(line)
