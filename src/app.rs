@@ -38,6 +38,10 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return result.map_err(Fatal::config);
     }
 
+    // Until leader election decides, this instance writes nothing: it is no leader.
+    if settings.leader_election.value {
+        metrics.set_role(crate::metrics::Role::Electing);
+    }
     // Bound before connecting: a taken address is the operator's to fix, and fails at once
     // with exit status 2 (the port is not a file: nothing is left behind).
     let listener = match settings.metrics_address.value {
