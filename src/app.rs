@@ -78,6 +78,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     }
 
     let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
+    pipeline.set_progress(progress.clone());
     tracing::info!(destination = %pipeline.destination(), "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     if settings.leader_election.value {

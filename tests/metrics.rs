@@ -360,6 +360,17 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     // The batch in hand (the watch waits meanwhile, so it holds one to three of them).
     assert!((1.0..=3.0).contains(&v(&s, PENDING)), "{s:#?}");
     assert_eq!(v(&s, WRITTEN), 15.0);
+    // Retrying the write is the loop at work: alive, but not ready, and /readyz says why.
+    let ready = get(addr, "/readyz", None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready
+            .body
+            .contains("retrying: writing events: cannot open destination"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(get(addr, "/healthz", None).status, 200);
     std::fs::create_dir(&logs).unwrap();
     let s = m.wait_for("the held events written", &d, |s| v(s, WRITTEN) == 18.0);
     assert_eq!(v(&s, PENDING), 0.0);
