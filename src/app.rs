@@ -39,6 +39,10 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return result.map_err(Fatal::config);
     }
 
+    // Until leader election decides, this instance writes nothing: it is no leader.
+    if settings.leader_election.value {
+        metrics.set_role(crate::metrics::Role::Electing);
+    }
     // Bound before connecting: a taken address is the operator's to fix, and fails at once
     // with exit status 2 (the port is not a file: nothing is left behind).
     let listener = match settings.metrics_address.value {
@@ -83,6 +87,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     }
 
     let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
+    pipeline.set_progress(progress.clone());
     tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let followed = if settings.leader_election.value {

@@ -13,7 +13,9 @@ use tokio::sync::watch;
 use crate::dedup::{Probe, Store, StoreStats};
 use crate::leader::hold::Hold;
 use crate::metrics::{Metrics, PipelineTotals, StoreFigures};
+use crate::service::progress::Progress;
 use crate::sink::Sink;
+use crate::source::backoff::sleep_alive;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
 use crate::wire::identity;
@@ -31,6 +33,9 @@ const ADOPTED_MAX: usize = 4096;
 /// Write retries back off from the first to the last, doubling.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// What a failing write shows in STATUS= and `/readyz` (`retrying: writing events: …`).
+const WRITING: &str = "writing events";
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -79,6 +84,8 @@ pub struct Pipeline {
     bytes_written: u64,
     write_errors: u64,
     metrics: Metrics,
+    /// Where a failing write shows that it is being retried, and that the loop is alive.
+    progress: Progress,
     /// When the store's figures were last published (they cost more than the counters).
     store_published: Option<std::time::Instant>,
 }
@@ -104,6 +111,7 @@ impl Pipeline {
             bytes_written: 0,
             write_errors: 0,
             metrics: Metrics::default(),
+            progress: Progress::default(),
             store_published: None,
         }
     }
@@ -112,6 +120,12 @@ impl Pipeline {
     pub fn set_metrics(&mut self, metrics: Metrics) {
         self.metrics = metrics;
         self.publish_metrics();
+    }
+
+    /// Shows write failures in `progress` from now on, and keeps the loop alive there while a
+    /// failing write is retried (the systemd watchdog and `/healthz` read it).
+    pub fn set_progress(&mut self, progress: Progress) {
+        self.progress = progress;
     }
 
     /// Per batch: the counters are a few relaxed stores; the store's figures, at most every
@@ -472,13 +486,18 @@ impl Pipeline {
             } else {
                 tracing::debug!(error = %e, failures, "write still failing");
             }
+            let plural = if self.queued == 1 { "" } else { "s" };
+            self.progress.failing(&format!(
+                "{WRITING}: {e}; holding {} event{plural}",
+                self.queued
+            ));
             if *shutdown.borrow() {
                 return Err(Interrupted);
             }
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.changed() => return Err(Interrupted),
-            }
+            // Waiting to retry is the loop doing its job, not a hang: it shows itself alive
+            // meanwhile. A write(2) that blocks shows nothing, so a hung destination still
+            // stops the watchdog.
+            sleep_alive(delay, &self.progress, shutdown).await?;
             delay = (delay * 2).min(RETRY_MAX);
             if !gate_open(self.hold.as_ref(), shutdown).await? {
                 limit = memchr::memchr(b'\n', &self.lines[done..]).map_or(done, |i| done + i + 1);
@@ -489,6 +508,7 @@ impl Pipeline {
         }
         if failures > 0 {
             tracing::info!(failures, "writing events again");
+            self.progress.resolved(WRITING);
         }
         if limit < self.lines.len() {
             self.mark_written(&mut marked, done);

@@ -1,6 +1,7 @@
 //! The metrics and health endpoints of the real binary, scraped while it runs against the
 //! fake API server: values move as events flow, repeats are skipped, the server fails and the
-//! destination fails; `/healthz` and `/readyz` in each phase. Every scrape is checked by the
+//! destination fails; `/healthz` and `/readyz` in each phase, also for a standby under leader
+//! election and after it takes over. Every scrape is checked by the
 //! real `promtool check metrics` (Debian package `prometheus`), which must report nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -360,6 +361,17 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     // The batch in hand (the watch waits meanwhile, so it holds one to three of them).
     assert!((1.0..=3.0).contains(&v(&s, PENDING)), "{s:#?}");
     assert_eq!(v(&s, WRITTEN), 15.0);
+    // Retrying the write is the loop at work: alive, but not ready, and /readyz says why.
+    let ready = get(addr, "/readyz", None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready
+            .body
+            .contains("retrying: writing events: cannot open destination"),
+        "{}",
+        ready.body
+    );
+    assert_eq!(get(addr, "/healthz", None).status, 200);
     std::fs::create_dir(&logs).unwrap();
     let s = m.wait_for("the held events written", &d, |s| v(s, WRITTEN) == 18.0);
     assert_eq!(v(&s, PENDING), 0.0);
@@ -649,3 +661,138 @@ tests:
             exp_annotations:
               summary: "kube-event-pipe on h takes new events for repeats more often than filter_error_rate allows"
 "#;
+
+/// One host under leader election with the metrics endpoints on a free port: lease 20 s,
+/// renew deadline 10 s, retry period 0.5 s (a takeover within seconds can only come from the
+/// released Lease).
+fn start_elector(api: &FakeApiServer, layout: &Layout, identity: &str) -> (Daemon, SocketAddr) {
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let mut args = layout.args();
+    args.extend(
+        [
+            "--leader-election",
+            "--identity",
+            identity,
+            "--lease-duration-sec",
+            "20",
+            "--renew-deadline-sec",
+            "10",
+            "--retry-period-sec",
+            "0.5",
+            "--metrics-address",
+            "127.0.0.1:0",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let d = Daemon::spawn(
+        command(&args)
+            .env("WATCHDOG_USEC", WATCHDOG_USEC)
+            .stdout(Stdio::null()),
+    );
+    let addr = metrics_addr(&d);
+    (d, addr)
+}
+
+/// Waits until `/readyz` answers 200; its body.
+fn ready_body(addr: SocketAddr, d: &Daemon) -> String {
+    assert!(
+        wait_until(T, || get(addr, "/readyz", None).status == 200),
+        "{}",
+        d.stderr()
+    );
+    get(addr, "/readyz", None).body
+}
+
+const LEADER: &str = "kube_event_pipe_leader";
+const TRANSITIONS: &str = "kube_event_pipe_leader_transitions_total";
+
+#[test]
+fn a_standby_is_ready_while_following_reports_leader_0_and_1_once_it_takes_over() {
+    let promtool = tool("promtool", "prometheus");
+    let api = FakeApiServer::start(Options::default());
+    api.create_realistic(0..5);
+
+    let (l1, l2) = (Layout::new(), Layout::new());
+    let (h1, addr1) = start_elector(&api, &l1, "h1");
+    let mut m1 = Scraper {
+        addr: addr1,
+        promtool: promtool.clone(),
+        scrapes: 0,
+    };
+    let s = m1.wait_for("h1 leads and has written the listed events", &h1, |s| {
+        v(s, LEADER) == 1.0 && v(s, WRITTEN) == 5.0
+    });
+    assert_eq!(v(&s, TRANSITIONS), 0.0);
+    let ready = ready_body(addr1, &h1);
+    assert!(ready.contains("(leader)"), "{ready}");
+
+    // h2 cannot reach the API server at first: with leader election on, an instance that has
+    // not decided its role yet does not write, so it is no leader.
+    api.fail_next_for(Target::List, 1_000, Failure::ServiceUnavailable);
+    let (h2, addr2) = start_elector(&api, &l2, "h2");
+    let mut m2 = Scraper {
+        addr: addr2,
+        promtool: promtool.clone(),
+        scrapes: 0,
+    };
+    assert!(
+        h2.wait_for_log("connecting to the API server failed", T),
+        "{}",
+        h2.stderr()
+    );
+    let s = m2.scrape();
+    assert_eq!(v(&s, LEADER), 0.0, "h2 has not decided its role yet");
+    assert_eq!(v(&s, TRANSITIONS), 0.0);
+    let ready = get(addr2, "/readyz", None);
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(
+        ready.body.contains("role not decided yet"),
+        "{}",
+        ready.body
+    );
+    api.clear_faults();
+
+    // h2 follows h1: ready, says it is a standby, leader 0; h1 still writes.
+    assert!(
+        h2.wait_for_log("standby: the leader is h1", T),
+        "{}",
+        h2.stderr()
+    );
+    let ready = ready_body(addr2, &h2);
+    assert!(ready.contains("standby, following"), "{ready}");
+    assert!(ready.contains("watching"), "{ready}");
+    api.create_realistic(5..8);
+    m1.wait_for("h1 writes the new events", &h1, |s| v(s, WRITTEN) == 8.0);
+    let s = m2.wait_for("h2 ready as a standby", &h2, |s| {
+        v(s, "kube_event_pipe_ready") == 1.0
+    });
+    assert_eq!(v(&s, LEADER), 0.0);
+    assert_eq!(v(&s, TRANSITIONS), 0.0);
+    assert_eq!(v(&s, WRITTEN), 0.0);
+    assert_eq!(v(&m1.scrape(), LEADER), 1.0);
+
+    // h1 stops: SIGTERM releases the Lease and h2 takes over at once.
+    let (status, log) = h1.stop();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("released the Lease"), "{log}");
+    let s = m2.wait_for("h2 leads after the release", &h2, |s| v(s, LEADER) == 1.0);
+    assert_eq!(v(&s, TRANSITIONS), 1.0);
+    let ready = ready_body(addr2, &h2);
+    assert!(ready.contains("(leader)"), "{ready}");
+    api.create_realistic(8..10);
+    let s = m2.wait_for("h2 writes the events that came after", &h2, |s| {
+        v(s, WRITTEN) == 2.0
+    });
+    assert_eq!(v(&s, LEADER), 1.0);
+    assert_eq!(
+        support::daemon::lines(&l1.out()).len() + support::daemon::lines(&l2.out()).len(),
+        10
+    );
+    let (status, log) = h2.stop();
+    assert!(status.success(), "{log}");
+    println!(
+        "METRICS standby and takeover: {} scrapes of h1 and {} of h2, each checked by promtool check metrics: no problems",
+        m1.scrapes, m2.scrapes
+    );
+}

@@ -6,14 +6,21 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::daemon::{Daemon, Layout, command, lines, wait_until};
-use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target};
+use support::daemon::{Daemon, Layout, command, lines, wait_for_lines, wait_until};
+use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target, realistic_key};
 use support::notify::Listener;
 
 const T: Duration = Duration::from_secs(20);
 
+/// The layout's usual arguments, a flag also in `extra` taking the value given there.
 fn start(layout: &Layout, listener: &Listener, env: &[(&str, &str)], extra: &[&str]) -> Daemon {
-    let mut args = layout.args();
+    let mut args: Vec<String> = layout
+        .args()
+        .chunks(2)
+        .filter(|pair| !extra.contains(&pair[0].as_str()))
+        .flatten()
+        .cloned()
+        .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = command(&args);
@@ -103,6 +110,18 @@ fn status_is_refreshed_but_not_per_event() {
     );
 }
 
+/// Waits for a keep-alive sent after `from`.
+fn wait_for_keepalive_from(listener: &Listener, from: Instant, d: &Daemon) {
+    assert!(
+        wait_until(T, || listener
+            .lines_with("WATCHDOG=1")
+            .iter()
+            .any(|(t, _)| *t > from)),
+        "keep-alives did not resume; log:\n{}",
+        d.stderr()
+    );
+}
+
 #[test]
 fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls() {
     let api = FakeApiServer::start(Options::default());
@@ -139,15 +158,7 @@ fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls()
 
     // Recovered: they resume.
     api.set_stalled(false);
-    let resumed = Instant::now();
-    assert!(
-        wait_until(T, || listener
-            .lines_with("WATCHDOG=1")
-            .iter()
-            .any(|(t, _)| *t > resumed)),
-        "keep-alives did not resume; log:\n{}",
-        d.stderr()
-    );
+    wait_for_keepalive_from(&listener, Instant::now(), &d);
     d.stop();
 }
 
@@ -186,4 +197,183 @@ fn a_standby_is_ready_says_who_leads_and_keeps_the_watchdog_fed() {
         d.stderr()
     );
     d.stop();
+}
+
+/// The gaps between keep-alives received from `from` on, and the longest one (the interval
+/// systemd would see without one, up to now).
+fn longest_keepalive_gap(listener: &Listener, from: Instant) -> (usize, Duration) {
+    let mut at = vec![from];
+    at.extend(
+        listener
+            .lines_with("WATCHDOG=1")
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| *t >= from),
+    );
+    at.push(Instant::now());
+    let longest = at
+        .windows(2)
+        .map(|w| w[1].duration_since(w[0]))
+        .max()
+        .unwrap();
+    (at.len() - 2, longest)
+}
+
+/// Starts the daemon writing to `destination` under a watchdog of `usec` microseconds; returns
+/// once it is ready.
+fn start_watched(
+    api: &FakeApiServer,
+    layout: &Layout,
+    destination: &std::path::Path,
+    usec: &str,
+) -> (Daemon, Listener) {
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let listener = Listener::new(layout);
+    let dest = destination.display().to_string();
+    let d = start(
+        layout,
+        &listener,
+        &[("WATCHDOG_USEC", usec)],
+        &["--destination", &dest],
+    );
+    listener.wait_for("READY=1");
+    (d, listener)
+}
+
+#[test]
+fn the_watchdog_stays_fed_while_a_failing_write_is_retried_and_status_says_so() {
+    let api = FakeApiServer::start(Options::default());
+    let layout = Layout::new();
+    let logs = layout.path("logs");
+    std::fs::create_dir(&logs).unwrap();
+    let dest = logs.join("events.log");
+    let dest_s = dest.display().to_string();
+    let (d, listener) = start_watched(&api, &layout, &dest, "3000000");
+    api.create_realistic(0..5);
+    wait_for_lines(&dest, 5, T, &d);
+
+    // The destination's directory goes away: every write fails, for three watchdog intervals
+    // (the retries back off to 6.4 s apart by then, more than the interval).
+    std::fs::remove_dir_all(&logs).unwrap();
+    api.create_realistic(5..12);
+    assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
+    let failing = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let (keepalives, longest) = longest_keepalive_gap(&listener, failing);
+    assert!(
+        longest < Duration::from_secs(3),
+        "{keepalives} keep-alives in 10 s of retries, one gap of {longest:?}: systemd would have killed the daemon; log:\n{}",
+        d.stderr()
+    );
+    let retrying = |l: &String| l.contains("retrying: writing events");
+    let statuses = listener.lines_with("STATUS=");
+    let status = &statuses
+        .iter()
+        .find(|(_, l)| retrying(l))
+        .unwrap_or_else(|| panic!("no STATUS says the write is retried: {statuses:?}"))
+        .1;
+    assert!(
+        status.starts_with("STATUS=watching; 5 written")
+            && status.contains(&format!(
+                "retrying: writing events: cannot open destination {dest_s}: No such file or directory"
+            ))
+            // The batch in hand; the watch waits meanwhile, so the rest wait in the API server.
+            && (status.ends_with("; holding 1 event") || status.ends_with(" events")),
+        "{status}"
+    );
+    assert!(lines(&dest).is_empty(), "nothing can be written meanwhile");
+
+    // Writable again: the held events are written, each once, and STATUS no longer retries.
+    std::fs::create_dir(&logs).unwrap();
+    let out = wait_for_lines(&dest, 7, T, &d);
+    assert!(d.wait_for_log("writing events again", T), "{}", d.stderr());
+    let recovered = Instant::now();
+    assert!(
+        wait_until(T, || listener
+            .lines_with("STATUS=")
+            .last()
+            .is_some_and(|(t, l)| *t > recovered && !l.contains("retrying"))),
+        "{:?}",
+        listener.lines_with("STATUS=")
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let expected: Vec<String> = (5..12)
+        .map(|i| {
+            let (ns, name) = realistic_key(i);
+            api.object_line(&ns, &name)
+        })
+        .collect();
+    let mut sorted = out.clone();
+    sorted.sort();
+    let mut want = expected.clone();
+    want.sort();
+    assert_eq!(sorted, want, "each held event written once");
+    assert_eq!(lines(&dest).len(), 7);
+    println!(
+        "WATCHDOG failing write: {keepalives} keep-alives in {:.1} s of write retries (WATCHDOG_USEC 3 s), longest gap {:.2} s; the 7 events created meanwhile written once",
+        recovered.duration_since(failing).as_secs_f64(),
+        longest.as_secs_f64()
+    );
+}
+
+#[test]
+fn a_write_that_hangs_stops_the_watchdog_until_it_goes_through() {
+    let api = FakeApiServer::start(Options::default());
+    let layout = Layout::new();
+    let fifo = layout.path("events.fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // A reader that opens the pipe and reads nothing until told: once the pipe buffer is full,
+    // the daemon's write(2) blocks, as with a log shipper that hangs.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let f = std::fs::File::open(reader_path).unwrap();
+        go_rx.recv().unwrap();
+        std::io::BufReader::new(f)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    let (d, listener) = start_watched(&api, &layout, &fifo, "2000000");
+    // Far more than the pipe holds (64 KiB).
+    let (ready, _) = listener.wait_for("READY=1");
+    api.create_realistic(0..400);
+    // The keep-alives stop (none for longer than the interval), and stay stopped.
+    assert!(
+        wait_until(T, || listener
+            .lines_with("WATCHDOG=1")
+            .last()
+            .map_or(ready, |(t, _)| *t)
+            .elapsed()
+            > Duration::from_millis(2_500)),
+        "keep-alives go on while the write hangs; log:\n{}",
+        d.stderr()
+    );
+    let hung = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let during = listener
+        .lines_with("WATCHDOG=1")
+        .into_iter()
+        .filter(|(t, _)| *t >= hung)
+        .count();
+    assert_eq!(during, 0, "keep-alives went on while the write hung");
+
+    go_tx.send(()).unwrap();
+    wait_for_keepalive_from(&listener, Instant::now(), &d);
+    assert!(
+        wait_until(T, || listener
+            .lines_with("STATUS=")
+            .iter()
+            .any(|(_, l)| l.contains("400 written"))),
+        "{:?}",
+        listener.lines_with("STATUS=")
+    );
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let got = reader.join().unwrap();
+    assert_eq!(got.len(), 400);
 }

@@ -261,12 +261,11 @@ impl Collector for DaemonCollector {
         gauge(
             e,
             "leader",
-            "1 while this instance writes (always 1 without leader election), 0 on standby.",
+            "1 while this instance writes (always 1 without leader election), 0 on standby or before its role is decided.",
             None,
-            if f.role == Some(Role::Standby) {
-                0.0
-            } else {
-                1.0
+            match f.role {
+                None | Some(Role::Leader) => 1.0,
+                Some(Role::Standby | Role::Electing) => 0.0,
             },
         )?;
         counter(

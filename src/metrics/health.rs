@@ -50,6 +50,7 @@ pub fn readiness(snap: &Snapshot, bound: Duration, role: Option<Role>) -> Verdic
         None => "",
         Some(Role::Leader) => " (leader)",
         Some(Role::Standby) => " (standby, following)",
+        Some(Role::Electing) => " (leader election: role not decided yet)",
     };
     let not = |why: String| Verdict {
         ok: false,

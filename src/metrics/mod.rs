@@ -168,6 +168,9 @@ impl ReopenCause {
 /// This instance's part under leader election.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Leader election is on but no role is decided yet (connecting to the API server, or the
+    /// Lease not read yet): nothing is written.
+    Electing,
     /// Holds the lease and writes.
     Leader,
     /// Follows the cluster without writing, ready to take over.
@@ -222,6 +225,7 @@ pub struct Metrics {
 const ROLE_NONE: u8 = 0;
 const ROLE_LEADER: u8 = 1;
 const ROLE_STANDBY: u8 = 2;
+const ROLE_ELECTING: u8 = 3;
 
 struct State {
     /// Base of the monotonic instants below, stored as nanoseconds since it plus one (0: never).
@@ -368,16 +372,19 @@ impl Metrics {
 
     // ---- leader election -----------------------------------------------------------------
 
-    /// Called by leader election whenever this instance's role is decided. Without leader
-    /// election it is never called and the instance reports itself the leader (it writes).
-    /// A change from one role to the other counts as a transition; the first call does not.
+    /// Called with `Electing` at start-up when leader election is on, then by leader election
+    /// whenever this instance's role is decided. Without leader election it is never called and
+    /// the instance reports itself the leader (it writes). A change between leader and standby
+    /// counts as a transition; the first decision does not.
     pub fn set_role(&self, role: Role) {
         let new = match role {
+            Role::Electing => ROLE_ELECTING,
             Role::Leader => ROLE_LEADER,
             Role::Standby => ROLE_STANDBY,
         };
         let old = self.inner.role.swap(new, Ordering::Relaxed);
-        if old != ROLE_NONE && old != new {
+        let decided = |r| r == ROLE_LEADER || r == ROLE_STANDBY;
+        if decided(old) && decided(new) && old != new {
             self.inner.role_transitions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -387,6 +394,7 @@ impl Metrics {
         match self.inner.role.load(Ordering::Relaxed) {
             ROLE_LEADER => Some(Role::Leader),
             ROLE_STANDBY => Some(Role::Standby),
+            ROLE_ELECTING => Some(Role::Electing),
             _ => None,
         }
     }
@@ -510,6 +518,7 @@ mod tests {
     fn roles_count_transitions_but_not_the_first_decision() {
         let m = Metrics::new();
         assert_eq!(m.role(), None);
+        m.set_role(Role::Electing);
         m.set_role(Role::Standby);
         m.set_role(Role::Standby);
         assert_eq!(m.snapshot().role_transitions, 0);

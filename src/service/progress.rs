@@ -31,8 +31,9 @@ pub struct Snapshot {
     /// With leader election: "leading since …" or "standby; leader is … since …".
     pub role: Option<String>,
     /// When the loop last showed it is alive: it received data, got an answer, or ticked while
-    /// waiting on an open watch or a back-off. Waiting on an unanswered request does not count,
-    /// so a stalled API server stops the watchdog keep-alive.
+    /// waiting on an open watch, a back-off or the retry of a failing write. Waiting on an
+    /// unanswered request or a blocked write(2) does not count, so a stalled API server or a
+    /// hung destination stops the watchdog keep-alive.
     pub heartbeat: Instant,
 }
 
@@ -168,6 +169,21 @@ impl Progress {
         self.update(|s| s.problem = Some(format!("retrying: {cause}")));
     }
 
+    /// The failure [`Progress::failing`] showed for `what` (as `what: cause`) is over; any
+    /// other problem stays shown.
+    pub fn resolved(&self, what: &str) {
+        self.update(|s| {
+            let ours = s
+                .problem
+                .as_deref()
+                .and_then(|p| p.strip_prefix("retrying: "))
+                .is_some_and(|cause| cause.starts_with(what));
+            if ours {
+                s.problem = None;
+            }
+        });
+    }
+
     /// A failure a person must fix; `what` is what the daemon waits for.
     pub fn waiting_for(&self, what: &str) {
         self.update(|s| s.problem = Some(format!("waiting for {what}")));
@@ -179,5 +195,26 @@ impl Progress {
             Severity::Transient => self.failing(&format!("{what}: {}", problem.waiting_for)),
             Severity::NeedsPerson => self.waiting_for(&problem.waiting_for),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolved_failure_clears_only_its_own_problem() {
+        let p = Progress::default();
+        p.failing("writing events: cannot write to /x: No space left on device");
+        assert!(
+            p.snapshot()
+                .status_line()
+                .contains("retrying: writing events")
+        );
+        p.resolved("writing events");
+        assert_eq!(p.snapshot().problem, None);
+        p.failing("listing events: API server answered 503");
+        p.resolved("writing events");
+        assert!(p.snapshot().problem.is_some());
     }
 }
