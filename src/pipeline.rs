@@ -225,10 +225,7 @@ impl Pipeline {
     /// resourceVersion, when it has one, is copied into `resource_version`, which saves the
     /// watcher a second parse of the object.
     pub fn offer_object(&mut self, object: &[u8], resource_version: &mut String) -> Offered {
-        self.offer(object, Some(resource_version), Via::Watch, |obj, out| {
-            frame::write_watch_object(obj, out);
-            Ok(())
-        })
+        self.offer(object, Some(resource_version), Via::Watch, write_watch)
     }
 
     /// An item of a list page, which lacks kind and apiVersion.
@@ -255,10 +252,7 @@ impl Pipeline {
         item: Item<'_>,
         resource_version: &mut String,
     ) -> Offered {
-        self.offer_read(item, Some(resource_version), |obj, out| {
-            frame::write_watch_object(obj, out);
-            Ok(())
-        })
+        self.offer_read(item, Some(resource_version), write_watch)
     }
 
     fn offer_read(
@@ -298,10 +292,7 @@ impl Pipeline {
         object: &[u8],
         resource_version: &mut String,
     ) -> Offered {
-        self.offer(object, Some(resource_version), Via::List, |obj, out| {
-            frame::write_watch_object(obj, out);
-            Ok(())
-        })
+        self.offer(object, Some(resource_version), Via::List, write_watch)
     }
 
     /// [`Pipeline::offer_unchecked_object`] for an initial event of a streaming list.
@@ -326,12 +317,7 @@ impl Pipeline {
             std::str::from_utf8(object).ok()?;
         }
         let view = identity::identity_into(object, &mut self.id).ok()?;
-        Some(
-            self.offer_identified(view, object, Some(resource_version), via, |obj, out| {
-                frame::write_watch_object(obj, out);
-                Ok(())
-            }),
-        )
+        Some(self.offer_identified(view, object, Some(resource_version), via, write_watch))
     }
 
     fn offer(
@@ -646,4 +632,10 @@ impl Hasher for KeyHasher {
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
+}
+
+/// How a watch object is written: as it came (its kind and apiVersion are in it).
+fn write_watch(object: &[u8], out: &mut Vec<u8>) -> Result<(), frame::FrameError> {
+    frame::write_watch_object(object, out);
+    Ok(())
 }
