@@ -167,9 +167,12 @@ assert sec["type"] == "kubernetes.io/service-account-token", sec["type"]
 assert sec["metadata"]["namespace"] == "kube-system"
 assert sec["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "kube-event-pipe"
 # The namespaced variant: `-l 'kube-event-pipe/scope!=cluster'` leaves the cluster-wide objects
-# out, and the commented Role and RoleBinding grant the same, in one namespace.
+# out (the namespaced leader-election Role stays), and the commented Role and RoleBinding grant
+# the same, in one namespace.
 scope = lambda d: d["metadata"].get("labels", {}).get("kube-event-pipe/scope")
-assert sorted(d["kind"] for d in docs if scope(d) != "cluster") == ["Secret", "ServiceAccount"]
+assert sorted(d["kind"] for d in docs if scope(d) != "cluster") == [
+    "Role", "RoleBinding", "Secret", "ServiceAccount"]
+assert all(d["metadata"]["namespace"] == "kube-system" for d in docs if scope(d) != "cluster")
 tail = open(sys.argv[1]).read().split("# The namespaced variant", 1)[1].splitlines()[1:]
 variant = [d for d in yaml.safe_load_all("\n".join(l[2:] if l.startswith("# ") else "" for l in tail)) if d]
 vb = {d["kind"]: d for d in variant}
