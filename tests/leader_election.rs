@@ -295,8 +295,18 @@ fn count(log: &str, needle: &str) -> usize {
 }
 
 fn start_pair(api: &FakeApiServer, timings: [&str; 3]) -> (Host, Host) {
+    start_pair_after(api, timings, || {})
+}
+
+/// [`start_pair`], running `between` once h1 leads and before h2 starts.
+fn start_pair_after(
+    api: &FakeApiServer,
+    timings: [&str; 3],
+    between: impl FnOnce(),
+) -> (Host, Host) {
     let h1 = Host::start(api, "h1", timings);
     wait_for_holder(api, &["h1"], &[&h1]);
+    between();
     let h2 = Host::start(api, "h2", timings);
     assert!(
         h2.daemon
@@ -485,21 +495,11 @@ fn a_leader_whose_renewals_are_refused_stops_writing_before_another_takes_over()
 fn a_takeover_that_must_relist_writes_no_event_the_old_leader_wrote() {
     let api = Arc::new(FakeApiServer::start(Options::default()));
     // Some events exist before the standby starts (it lists them), the rest come by its watch.
-    let h1 = Host::start(&api, "h1", FAST);
-    wait_for_holder(&api, &["h1"], &[&h1]);
-    for i in 0..100 {
-        api.create("gen", &format!("r{i:06}"), &event(i));
-    }
-    let mut h1 = h1;
-    let h2 = Host::start(&api, "h2", FAST);
-    assert!(
-        h2.daemon
-            .as_ref()
-            .unwrap()
-            .wait_for_log("standby: the leader is h1", T),
-        "{}",
-        h2.log()
-    );
+    let (mut h1, h2) = start_pair_after(&api, FAST, || {
+        for i in 0..100 {
+            api.create("gen", &format!("r{i:06}"), &event(i));
+        }
+    });
     for i in 100..200 {
         api.create("gen", &format!("r{i:06}"), &event(i));
     }

@@ -108,7 +108,7 @@ impl Backoff {
 }
 
 /// How often a waiting loop shows it is alive (for the systemd watchdog).
-const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Sleeps `wait`, showing the loop alive meanwhile (a back-off is deliberate waiting, not a
 /// hang); `Interrupted` when shutdown is asked for.

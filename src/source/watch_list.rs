@@ -16,8 +16,9 @@ use futures_util::FutureExt;
 
 use super::api::{ApiError, WatchBody};
 use super::backoff::Backoff;
+use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;
-use super::watcher::{HEARTBEAT_EVERY, REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
+use super::watcher::{REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
 use crate::metrics::Request;
 use crate::wire::bookmark;
 use crate::wire::frame::{self, FrameType};

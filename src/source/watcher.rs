@@ -10,7 +10,7 @@ use futures_util::FutureExt;
 use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
-use super::backoff::Backoff;
+use super::backoff::{Backoff, HEARTBEAT_EVERY};
 use super::selection::SelectionRejected;
 use super::watch_list::{InitialSync, Opened};
 use crate::metrics::{Metrics, RelistCause, Request};
@@ -25,8 +25,6 @@ use crate::wire::list_page::ListReader;
 
 /// How often the saved resourceVersion and the filters are pushed to disk.
 const PERSIST_EVERY: Duration = Duration::from_secs(5);
-/// How often a waiting loop shows it is alive (for the systemd watchdog).
-pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A request the server does not answer within this is abandoned and retried. Waiting on it
 /// does not count as alive, so a stalled server stops the watchdog keep-alive meanwhile.
 pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
