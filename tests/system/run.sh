@@ -11,7 +11,8 @@
 # Needs: root, debootstrap, systemd-nspawn (systemd-container), nsenter, python3, curl, cargo.
 # The rootfs is debootstrap'ed once and cached as a tarball (KEP_ROOTFS_CACHE, default
 # /var/cache/kube-event-pipe-ci); each container boots with --volatile=overlay, so every boot
-# starts from the pristine tree.
+# starts from the pristine tree. The fake API server is built from examples/ (debug) unless
+# KEP_FAKE_APISERVER names an already built one (.ci/run does, having freed the debug build).
 #
 # Every check prints PASS or FAIL with what it checked; the script ends with
 # "N passed, M failed" and exits 1 if anything failed (2 if it could not run at all).
@@ -160,9 +161,15 @@ cleanup() {
 
 ADMIN=
 start_fake() {
-    log "== building and starting the fake API server (examples/fake_apiserver.rs)"
-    (cd "$REPO" && cargo build --quiet --example fake_apiserver) || die "cannot build the fake"
-    "$TARGET/debug/examples/fake_apiserver" --port 0 --events 50 --tls --token system-test-token \
+    local fake=${KEP_FAKE_APISERVER:-}
+    if [ -z "$fake" ]; then
+        log "== building the fake API server (examples/fake_apiserver.rs)"
+        (cd "$REPO" && cargo build --quiet --example fake_apiserver) || die "cannot build the fake"
+        fake=$TARGET/debug/examples/fake_apiserver
+    fi
+    [ -x "$fake" ] || die "no fake API server at $fake"
+    log "== starting the fake API server ($fake)"
+    "$fake" --port 0 --events 50 --tls --token system-test-token \
         --kubeconfig "$WORK/fake.kubeconfig" >"$WORK/fake.out" 2>"$WORK/fake.err" &
     FAKE_PID=$!
     for _ in $(seq 1 100); do
