@@ -3,8 +3,9 @@
 #
 #  1. contents: every file the issue lists is in both packages, with its mode; the binary is
 #     stripped; the config and logrotate snippet are conffiles / %config(noreplace).
-#  2. lintian on the .deb: no error, no warning (--fail-on error,warning), and every override
-#     in packaging/deb/lintian-overrides still used.
+#  2. lintian on the .deb: no error, no warning (--fail-on error,warning), and, if the package
+#     ever needs packaging/deb/lintian-overrides again, every override in it still used. (The
+#     only one there was, initial-upload-closes-no-bugs, went with the second release.)
 #  3. rpmlint on the .rpm: exactly the reports listed, with reasons, in
 #     packaging/rpmlint-expected.txt (a new one fails, and so does a listed one that is gone).
 #  4. the RBAC manifest grants get/list/watch on core events and nothing else.
@@ -66,7 +67,6 @@ done <<'EOF'
 /usr/share/licenses/kube-event-pipe/LICENSE -rw-r--r-- rpm
 /usr/share/doc/kube-event-pipe/rbac.yaml -rw-r--r-- both
 /usr/share/doc/kube-event-pipe/KUBECONFIG.md -rw-r--r-- both
-/usr/share/lintian/overrides/kube-event-pipe -rw-r--r-- deb
 EOF
 
 dpkg-deb -e "$DEB" "$TMP/control"
@@ -109,10 +109,12 @@ if [ "$rc" -eq 0 ]; then
 else
     fail "lintian exited $rc: $(grep -E '^[EW]:' "$TMP/lintian.out" | wc -l) errors/warnings; $(grep -v 'root privileges' "$TMP/lintian.err")"
 fi
-if grep -qE 'unused-override|mismatched-override' "$TMP/lintian.out"; then
-    fail "lintian: an override in packaging/deb/lintian-overrides no longer matches anything"
-else
-    pass "lintian: every override is used"
+if [ -e packaging/deb/lintian-overrides ]; then
+    if grep -qE 'unused-override|mismatched-override' "$TMP/lintian.out"; then
+        fail "lintian: an override in packaging/deb/lintian-overrides no longer matches anything"
+    else
+        pass "lintian: every override is used"
+    fi
 fi
 
 echo "== rpmlint $(rpmlint --version 2>/dev/null | head -1)"
