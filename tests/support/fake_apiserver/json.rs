@@ -78,28 +78,38 @@ pub(super) fn json_str(s: &str) -> String {
     serde_json::to_string(s).expect("string serializes")
 }
 
-/// Removes whitespace outside strings (compact input is returned unchanged).
-fn minify(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let (mut in_str, mut esc) = (false, false);
-    for c in s.chars() {
-        if in_str {
-            out.push(c);
-            if esc {
-                esc = false;
+/// Follows JSON text a character at a time and tells which characters belong to a string
+/// literal (its quotes included), so whitespace and punctuation inside strings are left alone.
+#[derive(Default)]
+struct StringTracker {
+    inside: bool,
+    escaped: bool,
+}
+
+impl StringTracker {
+    fn in_string(&mut self, c: char) -> bool {
+        if self.inside {
+            if self.escaped {
+                self.escaped = false;
             } else if c == '\\' {
-                esc = true;
+                self.escaped = true;
             } else if c == '"' {
-                in_str = false;
+                self.inside = false;
             }
-        } else if c == '"' {
-            in_str = true;
-            out.push(c);
-        } else if !c.is_ascii_whitespace() {
-            out.push(c);
+            true
+        } else {
+            self.inside = c == '"';
+            self.inside
         }
     }
-    out
+}
+
+/// Removes whitespace outside strings (compact input is returned unchanged).
+fn minify(s: &str) -> String {
+    let mut strings = StringTracker::default();
+    s.chars()
+        .filter(|&c| strings.in_string(c) || !c.is_ascii_whitespace())
+        .collect()
 }
 
 /// Go's `json.MarshalIndent(v, "", "  ")` layout for compact JSON text (what kube-apiserver
@@ -113,26 +123,16 @@ pub(super) fn pretty(compact: &str) -> String {
     }
     let chars: Vec<char> = compact.chars().collect();
     let mut out = String::with_capacity(compact.len() * 2);
-    let (mut in_str, mut esc, mut indent, mut i) = (false, false, 0usize, 0usize);
+    let mut strings = StringTracker::default();
+    let (mut indent, mut i) = (0usize, 0usize);
     while i < chars.len() {
         let c = chars[i];
         i += 1;
-        if in_str {
+        if strings.in_string(c) {
             out.push(c);
-            if esc {
-                esc = false;
-            } else if c == '\\' {
-                esc = true;
-            } else if c == '"' {
-                in_str = false;
-            }
             continue;
         }
         match c {
-            '"' => {
-                in_str = true;
-                out.push(c);
-            }
             '{' | '[' => {
                 let close = if c == '{' { '}' } else { ']' };
                 out.push(c);
