@@ -3,9 +3,8 @@
 #
 #  1. contents: every file the issue lists is in both packages, with its mode; the binary is
 #     stripped; the config and logrotate snippet are conffiles / %config(noreplace).
-#  2. lintian on the .deb: no error, no warning (--fail-on error,warning), and, if the package
-#     ever needs packaging/deb/lintian-overrides again, every override in it still used. (The
-#     only one there was, initial-upload-closes-no-bugs, went with the second release.)
+#  2. lintian on the .deb: no error, no warning (--fail-on error,warning), and, when there is a
+#     packaging/deb/lintian-overrides, every override in it still used.
 #  3. rpmlint on the .rpm: exactly the reports listed, with reasons, in
 #     packaging/rpmlint-expected.txt (a new one fails, and so does a listed one that is gone).
 #  4. the RBAC manifest grants get/list/watch on core events and nothing else.
