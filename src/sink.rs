@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::Destination;
 
+mod path_watch;
+use path_watch::PathWatch;
+
 /// Mode of a destination file we create: the service group (e.g. a log shipper in `adm`) may
 /// read it, nobody else.
 const FILE_MODE: u32 = 0o640;
@@ -23,6 +26,14 @@ pub struct Sink {
     reopen: Arc<AtomicBool>,
     /// When the path was first seen naming nothing while our file lives on elsewhere.
     missing_since: Option<Instant>,
+    /// Says when the path may have changed; None where inotify is not to be had, and then
+    /// the path is looked at before every write, as it always was.
+    watch: Option<PathWatch>,
+    /// When the path is next looked at even without a word from `watch`: the end of the
+    /// grace of a moved file, or the periodic look that catches what inotify cannot see.
+    next_look: Option<Instant>,
+    /// Look at the path before the next write whatever `watch` says (a reopen failed).
+    look_again: bool,
     /// Successful reopens: after SIGHUP, and because the path changed.
     reopens: [u64; 2],
 }
@@ -30,6 +41,11 @@ pub struct Sink {
 /// How long lines keep going to a file moved away (with nothing yet in its place) before the
 /// path is recreated without waiting for SIGHUP.
 const MOVED_GRACE: Duration = Duration::from_secs(10);
+
+/// The path is looked at this often even when inotify says nothing: it cannot see a
+/// directory above the destination renamed, nor changes made by another host on a network
+/// file system.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot open destination {}: {source}", path.display())]
@@ -75,11 +91,15 @@ impl Sink {
                 ),
             }
         }
+        let watch = watch_path(&destination, &output);
         Ok(Sink {
             destination,
             output,
             reopen,
             missing_since: None,
+            watch,
+            next_look: Some(Instant::now() + LOOK_EVERY),
+            look_again: false,
             reopens: [0; 2],
         })
     }
@@ -143,10 +163,14 @@ impl Sink {
     pub fn write_lines(&mut self, lines: &[u8], done: &mut usize) -> Result<(), WriteError> {
         let signalled = self.reopen.load(Ordering::SeqCst);
         if signalled || self.path_moved() {
+            self.look_again = true;
             self.settle_partial_line(lines, done)?;
             let output = open_output(&self.destination).map_err(WriteError::Reopen)?;
+            self.watch = watch_path(&self.destination, &output);
             self.output = output;
             self.missing_since = None;
+            self.look_again = false;
+            self.next_look = Some(Instant::now() + LOOK_EVERY);
             self.reopen.store(false, Ordering::SeqCst);
             self.reopens[usize::from(!signalled)] += 1;
             tracing::info!(destination = %self.describe(), "reopened destination");
@@ -209,23 +233,35 @@ impl Sink {
     /// leaves between its rename and its `create`: recreating the file at that moment would
     /// make logrotate's `create` fail, so the old file keeps receiving lines until SIGHUP, the
     /// new file, or the grace period.
+    ///
+    /// The path is looked at only when inotify reported a change that concerns it, when the
+    /// grace period ends, or every [`LOOK_EVERY`]; every time without inotify.
     fn path_moved(&mut self) -> bool {
         let Destination::Path(path) = &self.destination else {
             return false;
         };
+        let now = Instant::now();
+        let changed = self.watch.as_mut().is_none_or(PathWatch::changed);
+        let due = self.next_look.is_none_or(|at| now >= at);
+        if !(changed || due || self.look_again) {
+            return false;
+        }
+        self.next_look = Some(now + LOOK_EVERY);
         let open = match self.output.metadata() {
             Ok(m) => m,
             Err(_) => return true,
         };
         match std::fs::metadata(path) {
-            Ok(now) => {
+            Ok(named) => {
                 self.missing_since = None;
-                now.dev() != open.dev() || now.ino() != open.ino()
+                named.dev() != open.dev() || named.ino() != open.ino()
             }
             Err(_) if open.nlink() == 0 => true,
             Err(_) => {
-                let since = *self.missing_since.get_or_insert_with(Instant::now);
-                since.elapsed() >= MOVED_GRACE
+                let since = *self.missing_since.get_or_insert(now);
+                let grace_ends = since + MOVED_GRACE;
+                self.next_look = Some(grace_ends.min(now + LOOK_EVERY));
+                now >= grace_ends
             }
         }
     }
@@ -279,6 +315,25 @@ fn drop_incomplete_line(path: &std::path::Path, output: &File) -> io::Result<u64
     }
     output.set_len(0)?;
     Ok(len)
+}
+
+/// The inotify watch of a destination file, or None (stdout; inotify not to be had, which is
+/// logged: the path is then looked at before every write).
+fn watch_path(destination: &Destination, output: &File) -> Option<PathWatch> {
+    let Destination::Path(path) = destination else {
+        return None;
+    };
+    match PathWatch::new(path, output) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(
+                destination = %path.display(),
+                error = %e,
+                "cannot follow the destination's renames and deletions with inotify; looking at its path before every write instead"
+            );
+            None
+        }
+    }
 }
 
 fn open_output(destination: &Destination) -> Result<File, OpenError> {
@@ -404,6 +459,45 @@ mod tests {
         write(&mut s, b"two\n");
         assert!(!path.exists(), "recreated the path under logrotate's feet");
         flag.store(true, Ordering::SeqCst);
+        write(&mut s, b"three\n");
+        assert_eq!(std::fs::read(&rotated).unwrap(), b"one\ntwo\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+    }
+
+    #[test]
+    fn a_file_put_at_the_path_takes_the_next_write_without_sighup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotated = dir.path().join("events.log.1");
+        let (mut s, _) = sink(&path);
+        write(&mut s, b"one\n");
+        std::fs::rename(&path, &rotated).unwrap();
+        write(&mut s, b"two\n");
+        std::fs::write(&path, b"").unwrap();
+        write(&mut s, b"three\n");
+        assert_eq!(std::fs::read(&rotated).unwrap(), b"one\ntwo\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
+        // Replaced by a rename over it: the file open is gone with it.
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"kept\n").unwrap();
+        std::fs::rename(&other, &path).unwrap();
+        write(&mut s, b"four\n");
+        assert_eq!(std::fs::read(&path).unwrap(), b"kept\nfour\n");
+        assert_eq!(s.reopens(), [0, 2]);
+    }
+
+    #[test]
+    fn a_moved_file_is_given_up_after_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.log");
+        let rotated = dir.path().join("events.log.1");
+        let (mut s, _) = sink(&path);
+        write(&mut s, b"one\n");
+        std::fs::rename(&path, &rotated).unwrap();
+        write(&mut s, b"two\n");
+        // As if the rename had happened a grace period ago.
+        s.missing_since = s.missing_since.map(|t| t - MOVED_GRACE);
+        s.next_look = Some(Instant::now());
         write(&mut s, b"three\n");
         assert_eq!(std::fs::read(&rotated).unwrap(), b"one\ntwo\n");
         assert_eq!(std::fs::read(&path).unwrap(), b"three\n");
