@@ -351,6 +351,43 @@ fn sighup_after_rename_sends_later_events_to_the_new_file() {
     }
 }
 
+/// Without SIGHUP, whatever is put at the path takes the next events: a new file after the
+/// old one was moved away (logrotate without a postrotate script), then a file renamed over
+/// the path (the old one is gone with it). Nothing goes on into the file moved away once
+/// another one is in its place.
+#[test]
+fn a_file_put_or_replaced_at_the_path_without_sighup_takes_the_next_events() {
+    let (api, layout, d) = watching(&[]);
+    for i in 0..20 {
+        api.create("r", &format!("first-{i}"), &event("Pulled", 1));
+    }
+    wait_for_lines(&layout.out(), 20, T, &d);
+    let moved = layout.path("events.log.1");
+    std::fs::rename(layout.out(), &moved).unwrap();
+    std::fs::write(layout.out(), "").unwrap();
+    for i in 0..20 {
+        api.create("r", &format!("second-{i}"), &event("Pulled", 1));
+    }
+    wait_for_lines(&layout.out(), 20, T, &d);
+    let replacement = layout.path("replacement");
+    std::fs::write(&replacement, "").unwrap();
+    std::fs::rename(&replacement, layout.out()).unwrap();
+    for i in 0..20 {
+        api.create("r", &format!("third-{i}"), &event("Pulled", 1));
+    }
+    wait_for_lines(&layout.out(), 20, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    let first = lines(&moved);
+    let third = lines(&layout.out());
+    assert_eq!(first.len(), 20, "{log}");
+    assert!(first.iter().all(|l| l.contains("\"first-")), "{log}");
+    assert_eq!(third.len(), 20, "{log}");
+    assert!(third.iter().all(|l| l.contains("\"third-")), "{log}");
+    assert_eq!(log.matches("reopened destination").count(), 2, "{log}");
+}
+
 #[test]
 fn stdout_destination_gets_events_and_nothing_else() {
     let api = server();
