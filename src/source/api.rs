@@ -2,11 +2,15 @@
 //! events, and they must be written byte for byte.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::selection::{RejectionSlot, Selection};
 use crate::source::diagnose::{Contact, Problem};
@@ -80,25 +84,172 @@ pub struct EventsApi {
     rejected: RejectionSlot,
 }
 
-/// An open watch response whose body is read chunk by chunk.
+/// Chunks are gathered into batches of at most this much before they are handed over: the
+/// pipeline's own batch size, so one handover makes at most about one write.
+const HANDOVER_BYTES: usize = 256 * 1024;
+
+/// A chunk at least this big is handed over as it is rather than copied into a batch: a
+/// server sending faster than the daemon reads already fills its chunks.
+const PASS_THROUGH_BYTES: usize = 32 * 1024;
+
+/// Batches read but not yet taken by the pipeline; beyond them the reader stops reading and
+/// the server is held back by TCP, so memory stays bounded.
+const HANDOVER_QUEUE: usize = 4;
+
+/// How long a batch of a live watch may wait for more chunks after the previous handover: a
+/// real server flushes every event on its own, and one write per event costs several system
+/// calls. Short enough that nobody waiting on a live event notices.
+pub const LIVE_BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// The same for a streaming list's initial events, before the end bookmark: nobody waits on
+/// a single one of them, and a batch then usually fills to [`HANDOVER_BYTES`] first.
+pub const SYNC_BATCH_WAIT: Duration = Duration::from_millis(20);
+
+/// An open watch response. Its body is read on a task of its own, which gathers the chunks a
+/// real server sends one event at a time into batches and hands them over at most once per
+/// batch wait ([`WatchBody::set_batch_wait`]) or per [`HANDOVER_BYTES`]. The pipeline then
+/// wakes, writes and marks once per batch, not once per event; the reading task and the HTTP
+/// connection's task pass the chunks between them on one worker thread.
 pub struct WatchBody {
-    body: Body,
+    batches: mpsc::Receiver<Result<Bytes, ApiError>>,
+    batch_wait_us: Arc<AtomicU64>,
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl WatchBody {
-    /// The next chunk of the body, or None at its end.
+    fn spawn(body: Body) -> WatchBody {
+        let (tx, batches) = mpsc::channel(HANDOVER_QUEUE);
+        let batch_wait_us = Arc::new(AtomicU64::new(micros(LIVE_BATCH_WAIT)));
+        let reader = tokio::spawn(read_batches(body, tx, batch_wait_us.clone()));
+        WatchBody {
+            batches,
+            batch_wait_us,
+            reader,
+        }
+    }
+
+    /// The next batch of the body (whole chunks, in order), or None at its end.
     pub async fn chunk(&mut self) -> Result<Option<Bytes>, ApiError> {
+        self.batches.recv().await.transpose()
+    }
+
+    /// How long a batch may wait for more after the previous handover (the first chunk after
+    /// a longer quiet spell is handed over at once).
+    pub fn set_batch_wait(&self, wait: Duration) {
+        self.batch_wait_us.store(micros(wait), Ordering::Relaxed);
+    }
+}
+
+impl Drop for WatchBody {
+    fn drop(&mut self) {
+        // The reader owns the connection: stopping it closes the watch.
+        self.reader.abort();
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The next data chunk of a response body, or None at its end.
+async fn next_data(body: &mut Body) -> Result<Option<Bytes>, ApiError> {
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Err(e)) => return Err(ApiError::Body(e.to_string())),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data()
+                    && !data.is_empty()
+                {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// The reading task of a [`WatchBody`]. A batch is handed over when it holds
+/// [`HANDOVER_BYTES`], when the batch wait has passed since the previous handover, or at the
+/// end of the body; chunks already waiting are always taken first.
+async fn read_batches(
+    mut body: Body,
+    tx: mpsc::Sender<Result<Bytes, ApiError>>,
+    batch_wait_us: Arc<AtomicU64>,
+) {
+    let mut gathered = BytesMut::new();
+    let mut handed_over: Option<Instant> = None;
+    loop {
+        let first = match next_data(&mut body).await {
+            Ok(Some(b)) => b,
+            Ok(None) => return,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+        };
+        let now = Instant::now();
+        let wait = Duration::from_micros(batch_wait_us.load(Ordering::Relaxed));
+        // Counted from the previous handover, not from this chunk: after a quiet spell the
+        // first event goes out at once, and a steady trickle is handed over every `wait`.
+        let due = handed_over.map_or(now, |at| (at + wait).max(now));
+        let deadline = tokio::time::sleep_until(due);
+        tokio::pin!(deadline);
+        let mut next = Some(Ok(Some(first)));
+        let mut ended = None;
         loop {
-            match self.body.frame().await {
-                None => return Ok(None),
-                Some(Err(e)) => return Err(ApiError::Body(e.to_string())),
-                Some(Ok(f)) => {
-                    if let Ok(data) = f.into_data()
-                        && !data.is_empty()
+            let chunk = match next.take() {
+                Some(c) => c,
+                None => tokio::select! {
+                    biased;
+                    c = next_data(&mut body) => c,
+                    () = &mut deadline => break,
+                },
+            };
+            match chunk {
+                Ok(Some(b)) if b.len() >= PASS_THROUGH_BYTES => {
+                    if !gathered.is_empty() && tx.send(Ok(gathered.split().freeze())).await.is_err()
                     {
-                        return Ok(Some(data));
+                        return;
+                    }
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                    handed_over = Some(Instant::now());
+                    break;
+                }
+                Ok(Some(b)) => {
+                    if gathered.is_empty() && gathered.capacity() < HANDOVER_BYTES {
+                        // Once, rather than doubling its way up; the buffer of an earlier
+                        // batch is taken back when the pipeline is done with it.
+                        gathered.reserve(HANDOVER_BYTES + PASS_THROUGH_BYTES);
+                    }
+                    gathered.extend_from_slice(&b);
+                    if gathered.len() >= HANDOVER_BYTES {
+                        break;
                     }
                 }
+                Ok(None) => {
+                    ended = Some(None);
+                    break;
+                }
+                Err(e) => {
+                    ended = Some(Some(e));
+                    break;
+                }
+            }
+        }
+        if !gathered.is_empty() {
+            if tx.send(Ok(gathered.split().freeze())).await.is_err() {
+                return;
+            }
+            handed_over = Some(Instant::now());
+        }
+        match ended {
+            None => {}
+            Some(None) => return,
+            Some(Some(e)) => {
+                let _ = tx.send(Err(e)).await;
+                return;
             }
         }
     }
@@ -196,7 +347,7 @@ impl EventsApi {
     async fn open_watch(&self, uri: &str) -> Result<WatchBody, ApiError> {
         let (status, body) = self.send(uri).await?;
         if status.is_success() {
-            return Ok(WatchBody { body });
+            return Ok(WatchBody::spawn(body));
         }
         let bytes = body
             .collect()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 
-use super::api::{ApiError, WatchBody};
+use super::api::{ApiError, LIVE_BATCH_WAIT, SYNC_BATCH_WAIT, WatchBody};
 use super::backoff::Backoff;
 use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;
@@ -119,6 +119,8 @@ impl Watcher<'_> {
             }
         };
         tracing::debug!("streaming list established");
+        // Until the end bookmark nobody waits on a single event: batches may gather longer.
+        body.set_batch_wait(SYNC_BATCH_WAIT);
         // Counted from the answer: a server slow to answer is the request timeout's business.
         let deadline = tokio::time::Instant::now() + self.end_bookmark_bound();
         let mut buf = LineBuf::new();
@@ -245,6 +247,7 @@ impl Watcher<'_> {
         rest: Bytes,
         backoff: &mut Backoff,
     ) -> Result<Streamed, Stopped> {
+        body.set_batch_wait(LIVE_BATCH_WAIT);
         self.commit().await?;
         backoff.success("listing events");
         if let Err(e) = self.resume.save(&rv) {
