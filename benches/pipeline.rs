@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo bench --bench pipeline -- [--frames N] [--sync-events N] [--restart-events N]
-//!     [--idle-secs S] [--store-output FILE] [--keep DIR] [--rows 1,2,2b,5,6,6b,7]
+//!     [--idle-secs S] [--store-output FILE] [--keep DIR] [--rows 1,2,2b,5,6,6b,6s,7,8]
+//!     [--live-events N] [--live-rate R]
 //! ```
 //!
 //! `--rows` runs only the scenarios listed (2 includes 3 and 4, which follow it on the same
@@ -24,11 +25,18 @@
 //! 5. store: the figures of `cargo bench --bench store` (`--store-output`, written by run.sh);
 //! 6. initial sync by streaming list (the default): next to it a plain client that streams
 //!    the same list and stops at the end bookmark (fetch only); against the fake sending as
-//!    fast as the socket takes it, and (6b) at a real server's pace ([`STREAM_COST_US`]);
+//!    fast as the socket takes it, and (6b) at a real server's pace ([`STREAM_COST_US`], one
+//!    event per HTTP chunk, each flushed on its own as kube-apiserver does), with the daemon's
+//!    read and write calls and context switches per event from /proc; (6s) 6b again under
+//!    `strace -f -c`, for the count of each system call per event (counts only);
 //! 7. initial sync by paged list when the server refuses streaming lists, against a fake that
 //!    charges a real server's cost per page ([`PAGE_COST_MS`] + [`ITEM_COST_US`] per item); next
 //!    to it the plain client fetching the same pages, and the plain client at other page sizes
-//!    (7b), from which the daemon's page size is chosen.
+//!    (7b), from which the daemon's page size is chosen;
+//! 8. live latency: `--live-events` (5,000) events created one every 1/`--live-rate` s (1,000
+//!    a second) against the fake at a real server's pace (each its own chunk); from the
+//!    request creating an event to its line in the destination, p50/p90/p99/max, with the
+//!    daemon's CPU and calls per event meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -67,6 +75,9 @@ struct Args {
     keep: Option<PathBuf>,
     /// Scenarios to run (all when None).
     rows: Option<Vec<String>>,
+    /// Row 8: live events sent, one every 1/`live_rate` s.
+    live_events: usize,
+    live_rate: u64,
 }
 
 impl Args {
@@ -86,6 +97,8 @@ fn args() -> Args {
         store_output: None,
         keep: None,
         rows: None,
+        live_events: 5_000,
+        live_rate: 1_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -98,6 +111,8 @@ fn args() -> Args {
             "--store-output" => a.store_output = Some(v().into()),
             "--keep" => a.keep = Some(v().into()),
             "--rows" => a.rows = Some(v().split(',').map(str::to_string).collect()),
+            "--live-events" => a.live_events = v().parse().expect("--live-events"),
+            "--live-rate" => a.live_rate = v().parse().expect("--live-rate"),
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -184,12 +199,32 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, kubeconfig: &Path, state: &Path, out: &Path, log: &Path) -> Daemon {
+        Daemon::start_under(&[], bin, kubeconfig, state, out, log)
+    }
+
+    /// The daemon run by `wrapper` (e.g. `strace -f -c -o FILE --`), or directly if empty.
+    fn start_under(
+        wrapper: &[&str],
+        bin: &Path,
+        kubeconfig: &Path,
+        state: &Path,
+        out: &Path,
+        log: &Path,
+    ) -> Daemon {
         let log = File::options()
             .create(true)
             .append(true)
             .open(log)
             .expect("daemon log");
-        let child = Command::new(bin)
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", "/nonexistent")
@@ -272,6 +307,71 @@ fn mem(pid: u32) -> Mem {
         }
     }
     m
+}
+
+/// System calls and context switches of a process, from /proc: read and write calls
+/// (`/proc/PID/io`: every read(2)/write(2)-like call, files, sockets and the runtime's eventfd
+/// alike) and the context switches of its live threads (a voluntary one is a wait: futex,
+/// epoll_wait, a blocking read).
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcCounts {
+    syscr: u64,
+    syscw: u64,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+impl ProcCounts {
+    fn of(pid: u32) -> ProcCounts {
+        let mut c = ProcCounts::default();
+        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+        for line in io.lines() {
+            let val = || line.split_whitespace().nth(1).and_then(|v| v.parse().ok());
+            if line.starts_with("syscr:") {
+                c.syscr = val().unwrap_or(0);
+            } else if line.starts_with("syscw:") {
+                c.syscw = val().unwrap_or(0);
+            }
+        }
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks");
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            for line in status.lines() {
+                let val = || -> u64 {
+                    line.split_whitespace()
+                        .nth(1)
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                };
+                if line.starts_with("voluntary_ctxt_switches:") {
+                    c.voluntary += val();
+                } else if line.starts_with("nonvoluntary_ctxt_switches:") {
+                    c.involuntary += val();
+                }
+            }
+        }
+        c
+    }
+
+    fn since(self, before: ProcCounts) -> ProcCounts {
+        ProcCounts {
+            syscr: self.syscr.saturating_sub(before.syscr),
+            syscw: self.syscw.saturating_sub(before.syscw),
+            voluntary: self.voluntary.saturating_sub(before.voluntary),
+            involuntary: self.involuntary.saturating_sub(before.involuntary),
+        }
+    }
+
+    fn per_event(&self, events: usize) -> String {
+        let n = events.max(1) as f64;
+        format!(
+            "per event: {:.3} read calls, {:.3} write calls (/proc/PID/io), {:.3} voluntary + {:.3} involuntary context switches",
+            self.syscr as f64 / n,
+            self.syscw as f64 / n,
+            self.voluntary as f64 / n,
+            self.involuntary as f64 / n,
+        )
+    }
 }
 
 fn mib(kib: u64) -> f64 {
@@ -973,6 +1073,8 @@ struct ColdSync {
     /// Streaming lists and list pages the daemon requested.
     streaming_lists: usize,
     pages: usize,
+    /// The daemon's system calls and context switches from its start to the end of the sync.
+    counts: ProcCounts,
 }
 
 /// A daemon with fresh state syncs everything `fake` holds; `expected` are its lines. The
@@ -1013,6 +1115,7 @@ fn start_sync(
     );
     let secs = (done - t0) as f64 / 1e9;
     let cpu = cpu_secs(d.pid());
+    let counts = ProcCounts::of(d.pid());
     let fake_cpu = cpu_secs(fake.child.id()) - fake_cpu0;
     let m = mem(d.pid());
     let reqs = requests();
@@ -1031,6 +1134,7 @@ fn start_sync(
             .filter(|r| r["query"]["sendInitialEvents"] == "true")
             .count(),
         pages: reqs.iter().filter(|r| r["list"] == true).count(),
+        counts,
     };
     (sync, d, state, out, log)
 }
@@ -1211,6 +1315,270 @@ fn sync_row(num: &str, label: &str, sy: &SyncResult) {
     );
 }
 
+/// Row 6s: the system calls of a streaming-list sync at the real server's pace, counted by
+/// `strace -f -c`. strace slows every call down, so these are counts only; the times and CPU
+/// are row 6b's.
+struct TracedSync {
+    events: usize,
+    /// (system call, calls), most frequent first.
+    calls: Vec<(String, u64)>,
+    total: u64,
+}
+
+fn have_strace() -> bool {
+    Command::new("strace")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The children of a process (the daemon under strace).
+fn children_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let Some(after) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        if after.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
+}
+
+fn traced_sync(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> Option<TracedSync> {
+    if !have_strace() {
+        return None;
+    }
+    let pace = STREAM_COST_US.to_string();
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        "traced",
+        a.sync_events,
+        &["--initial-event-delay-us", &pace],
+    );
+    let (_, body) = stream_until_bookmark(&fake.api, true);
+    let expected = expected_from_stream(&body);
+    drop(body);
+    let expected_bytes: u64 = expected.iter().map(|l| l.len() as u64).sum();
+    let state = dir.join("traced-state");
+    let out = dir.join("traced-events.log");
+    let log = dir.join("traced-daemon.log");
+    let summary = dir.join("traced-strace.txt");
+    let summary_arg = summary.display().to_string();
+    eprintln!("traced: the daemon under strace -f -c ...");
+    let mut d = Daemon::start_under(
+        &["strace", "-f", "-c", "-o", &summary_arg, "--"],
+        daemon_bin,
+        &kubeconfig,
+        &state,
+        &out,
+        &log,
+    );
+    wait_output(
+        &out,
+        expected_bytes,
+        d.pid(),
+        Duration::from_millis(5),
+        Duration::from_secs(300),
+        || false,
+    );
+    for pid in children_of(d.pid()) {
+        // SAFETY: kill(2) of the daemon strace started for us.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+    let _ = d.child.wait();
+    let _ = std::fs::remove_file(&out);
+    let text = std::fs::read_to_string(&summary).expect("strace summary");
+    let mut calls = Vec::new();
+    let mut total = 0;
+    let mut rules = 0;
+    for line in text.lines() {
+        if line.starts_with("------") {
+            rules += 1;
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 5 {
+            continue;
+        }
+        let n: u64 = f[3].parse().unwrap_or(0);
+        match rules {
+            1 => calls.push((f[f.len() - 1].to_string(), n)),
+            2 => total = n,
+            _ => {}
+        }
+    }
+    calls.sort_by_key(|c| std::cmp::Reverse(c.1));
+    Some(TracedSync {
+        events: a.sync_events,
+        calls,
+        total,
+    })
+}
+
+/// Row 8: live events, one every 1/rate s, each its own chunk (the fake at the real server's
+/// pace flushes every event on its own); how long from the request that creates one to its
+/// line in the destination (seen through inotify on the file).
+struct LiveLatency {
+    events: usize,
+    rate: u64,
+    /// Seconds: p50, p90, p99, max.
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+    cpu: f64,
+    counts: ProcCounts,
+}
+
+fn live_latency(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> LiveLatency {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let pace = STREAM_COST_US.to_string();
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        "live",
+        0,
+        &["--initial-event-delay-us", &pace],
+    );
+    let state = dir.join("live-state");
+    let out = dir.join("live-events.log");
+    let log = dir.join("live-daemon.log");
+    let d = Daemon::start(daemon_bin, &kubeconfig, &state, &out, &log);
+    let t = Instant::now();
+    while fake.state()["openWatches"].as_u64().unwrap_or(0) == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the daemon never watched"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let n = a.live_events;
+    let names: HashMap<String, usize> = (0..n)
+        .map(|i| (fake_apiserver::realistic_key(i).1, i))
+        .collect();
+    let base = Instant::now();
+    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let cpu0 = cpu_secs(d.pid());
+    let counts0 = ProcCounts::of(d.pid());
+    eprintln!("live: {n} events at {}/s ...", a.live_rate);
+    let tail = {
+        let sent = sent.clone();
+        let out = out.clone();
+        std::thread::spawn(move || tail_latencies(&out, &names, &sent, base, n))
+    };
+    let mut client = HttpClient::connect(&fake.admin);
+    let every = Duration::from_nanos(1_000_000_000 / a.live_rate.max(1));
+    for (i, at) in sent.iter().enumerate() {
+        let due = base + every * i as u32;
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        at.store(base.elapsed().as_nanos() as u64, Ordering::SeqCst);
+        let (status, body) = client.request("POST", &format!("/fake/realistic?start={i}&count=1"));
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    let mut lat = tail.join().expect("tail thread");
+    let cpu = cpu_secs(d.pid()) - cpu0;
+    let counts = ProcCounts::of(d.pid()).since(counts0);
+    d.stop();
+    assert_eq!(lat.len(), n, "not every live event was written");
+    lat.sort_by(f64::total_cmp);
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    LiveLatency {
+        events: n,
+        rate: a.live_rate,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        max: lat[lat.len() - 1],
+        cpu,
+        counts,
+    }
+}
+
+/// Follows `out` until `n` known events are in it; for each, the seconds from its `sent`
+/// time (ns since `base`) to the moment its line was read.
+fn tail_latencies(
+    out: &Path,
+    names: &std::collections::HashMap<String, usize>,
+    sent: &[std::sync::atomic::AtomicU64],
+    base: Instant,
+    n: usize,
+) -> Vec<f64> {
+    // SAFETY: inotify_init1 takes flags only.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    assert!(fd >= 0, "inotify_init1");
+    let c = std::ffi::CString::new(out.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid descriptor and NUL-terminated path.
+    let wd = unsafe { libc::inotify_add_watch(fd, c.as_ptr(), libc::IN_MODIFY) };
+    assert!(wd >= 0, "inotify_add_watch {}", out.display());
+    let mut file = File::open(out).expect("output");
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lat = Vec::with_capacity(n);
+    let key = b"\"name\":\"";
+    let deadline = Instant::now() + Duration::from_secs(60 + n as u64 / 100);
+    while lat.len() < n && Instant::now() < deadline {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+            let mut ev = [0u8; 4096];
+            // SAFETY: reads into `ev`.
+            unsafe { libc::read(fd, ev.as_mut_ptr().cast(), ev.len()) };
+        }
+        loop {
+            let got = file.read(&mut buf).expect("read output");
+            if got == 0 {
+                break;
+            }
+            let seen = base.elapsed().as_nanos() as u64;
+            pending.extend_from_slice(&buf[..got]);
+            let mut start = 0;
+            while let Some(nl) = memchr::memchr(b'\n', &pending[start..]) {
+                let line = &pending[start..start + nl];
+                if let Some(k) = memchr::memmem::find(line, key) {
+                    let rest = &line[k + key.len()..];
+                    let end = memchr::memchr(b'"', rest).unwrap_or(0);
+                    if let Some(&i) = std::str::from_utf8(&rest[..end])
+                        .ok()
+                        .and_then(|name| names.get(name))
+                    {
+                        let at = sent[i].load(std::sync::atomic::Ordering::SeqCst);
+                        lat.push(seen.saturating_sub(at) as f64 / 1e9);
+                    }
+                }
+                start += nl + 1;
+            }
+            pending.drain(..start);
+        }
+    }
+    // SAFETY: our own descriptor.
+    unsafe { libc::close(fd) };
+    lat
+}
+
 fn main() {
     let a = args();
     let (daemon_bin, fake_bin) = binaries();
@@ -1236,6 +1604,12 @@ fn main() {
     let fb = a
         .runs("7")
         .then(|| paged_fallback(&daemon_bin, &fake_bin, &dir, &a));
+    let traced = a
+        .runs("6s")
+        .then(|| traced_sync(&daemon_bin, &fake_bin, &dir, &a));
+    let live = a
+        .runs("8")
+        .then(|| live_latency(&daemon_bin, &fake_bin, &dir, &a));
 
     println!();
     println!("machine: {}", machine());
@@ -1320,9 +1694,10 @@ fn main() {
         let Some(w) = w else { continue };
         let c = &w.sync;
         println!(
-            "| {num} | initial sync by streaming list{label}, {} events | {} | plain client streaming the same list to its end bookmark (fetch only, best of 3): {:.3} s | {:.2}× | {} lines ({} left out as bloom false positives), byte-exact and in order: {}; {} streaming list, {} list pages |",
+            "| {num} | initial sync by streaming list{label}, {} events | {}; {} | plain client streaming the same list to its end bookmark (fetch only, best of 3): {:.3} s | {:.2}× | {} lines ({} left out as bloom false positives), byte-exact and in order: {}; {} streaming list, {} list pages |",
             w.events,
             cold_sync_cells(c),
+            c.counts.per_event(w.events),
             w.plain_secs,
             c.secs / w.plain_secs,
             c.lines,
@@ -1330,6 +1705,55 @@ fn main() {
             c.exact,
             c.streaming_lists,
             c.pages,
+        );
+    }
+    match &traced {
+        Some(Some(t)) => {
+            let per = |name: &str| {
+                t.calls
+                    .iter()
+                    .filter(|(c, _)| c == name)
+                    .map(|(_, n)| *n)
+                    .sum::<u64>() as f64
+                    / t.events as f64
+            };
+            let stats = ["statx", "newfstatat", "fstat", "stat", "lstat"]
+                .iter()
+                .map(|c| per(c))
+                .sum::<f64>();
+            println!(
+                "| 6s | row 6b's sync under `strace -f -c` (counts only: strace slows each call), {} events | per event: {:.3} write + {:.3} writev, {:.3} stats (statx, newfstatat, fstat), {:.3} futex, {:.3} epoll_wait, {:.3} recvfrom, {:.3} read; {:.3} calls in all | | | most frequent: {} |",
+                t.events,
+                per("write"),
+                per("writev"),
+                stats,
+                per("futex"),
+                per("epoll_wait"),
+                per("recvfrom"),
+                per("read"),
+                t.total as f64 / t.events as f64,
+                t.calls
+                    .iter()
+                    .take(8)
+                    .map(|(c, n)| format!("{c} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+        Some(None) => println!("| 6s | not run: strace not found | | | | |"),
+        None => {}
+    }
+    if let Some(l) = &live {
+        println!(
+            "| 8 | live events at {}/s, each its own chunk (the fake at a real server's pace), {} events | from the request creating an event to its line in the file: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {:.2} CPU s meanwhile; {} | | | every event written: true |",
+            l.rate,
+            l.events,
+            l.p50 * 1e3,
+            l.p90 * 1e3,
+            l.p99 * 1e3,
+            l.max * 1e3,
+            l.cpu,
+            l.counts.per_event(l.events),
         );
     }
     if let Some(f) = &fb {
