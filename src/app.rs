@@ -18,8 +18,13 @@ use crate::source::{api::EventsApi, connect, first_contact, replay, watcher::Wat
 
 pub fn run(settings: Settings) -> Result<(), Fatal> {
     crate::service::allocator::tune();
+    // One worker: it receives (the HTTP connection and the watch body's reader pass chunks
+    // between them on it), the main thread dedups and writes. A second worker cost a wake-up
+    // through the I/O driver's eventfd for about every 17 events at a real server's pace
+    // (strace of a 20,000-event sync: 1,189 eventfd writes with two workers, 22 with one),
+    // and gained nothing at socket speed (BENCHMARKS.md, rows 1 and 6).
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot start the async runtime: {e}")))?;
