@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
@@ -96,10 +97,11 @@ const PASS_THROUGH_BYTES: usize = 32 * 1024;
 /// the server is held back by TCP, so memory stays bounded.
 const HANDOVER_QUEUE: usize = 4;
 
-/// How long a batch of a live watch may wait for more chunks after the previous handover: a
-/// real server flushes every event on its own, and one write per event costs several system
-/// calls. Short enough that nobody waiting on a live event notices.
-pub const LIVE_BATCH_WAIT: Duration = Duration::from_millis(2);
+/// How long a batch of a live watch may wait for more chunks after the previous handover:
+/// none, what is already there is handed over at once. A wait of 2 ms halved the writes at
+/// 1,000 events/s but raised the latency's p99 from about 2 to about 6 ms (BENCHMARKS.md,
+/// row 8); a live event is written as soon as it is read.
+pub const LIVE_BATCH_WAIT: Duration = Duration::ZERO;
 
 /// The same for a streaming list's initial events, before the end bookmark: nobody waits on
 /// a single one of them, and a batch then usually fills to [`HANDOVER_BYTES`] first.
@@ -191,18 +193,26 @@ async fn read_batches(
         let wait = Duration::from_micros(batch_wait_us.load(Ordering::Relaxed));
         // Counted from the previous handover, not from this chunk: after a quiet spell the
         // first event goes out at once, and a steady trickle is handed over every `wait`.
-        let due = handed_over.map_or(now, |at| (at + wait).max(now));
-        let deadline = tokio::time::sleep_until(due);
+        let due = handed_over.map(|at| at + wait).filter(|due| *due > now);
+        // No timer when nothing is to be waited for: tokio's timers round up to the next
+        // millisecond, which would add up to a millisecond to every live event.
+        let deadline = due.map(tokio::time::sleep_until);
         tokio::pin!(deadline);
         let mut next = Some(Ok(Some(first)));
         let mut ended = None;
         loop {
             let chunk = match next.take() {
                 Some(c) => c,
-                None => tokio::select! {
-                    biased;
-                    c = next_data(&mut body) => c,
-                    () = &mut deadline => break,
+                None => match deadline.as_mut().as_pin_mut() {
+                    Some(deadline) => tokio::select! {
+                        biased;
+                        c = next_data(&mut body) => c,
+                        () = deadline => break,
+                    },
+                    None => match next_data(&mut body).now_or_never() {
+                        Some(c) => c,
+                        None => break,
+                    },
                 },
             };
             match chunk {
