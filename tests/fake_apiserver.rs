@@ -1822,6 +1822,39 @@ fn each_list_page_costs_the_configured_delay() {
     );
 }
 
+/// At the real server's pace the fake also chunks like it: kube-apiserver flushes every
+/// watch event on its own, so a client reads one event per HTTP chunk, initial or live, even
+/// when several are created at once.
+#[test]
+fn at_a_real_servers_pace_every_watch_event_is_its_own_chunk() {
+    let fake = FakeApiServer::start(Options {
+        initial_event_delay: Duration::from_micros(21),
+        ..Options::default()
+    });
+    for i in 0..200 {
+        fake.create("a", &format!("e{i:03}"), r#"{"reason":"R"}"#);
+    }
+    let mut w = get(&fake, STREAMING);
+    let mut types = Vec::new();
+    while types.last().map(String::as_str) != Some("BOOKMARK") {
+        let chunk = w.next_chunk().unwrap().expect("a chunk");
+        let text = String::from_utf8(chunk).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(text.ends_with('\n'), "{text}");
+        types.push(frame_type(text.trim_end()));
+    }
+    assert_eq!(types.len(), 201);
+    assert!(types[..200].iter().all(|t| t == "ADDED"));
+    for i in 0..3 {
+        fake.create("a", &format!("live{i}"), r#"{"reason":"R"}"#);
+    }
+    for i in 0..3 {
+        let chunk = String::from_utf8(w.next_chunk().unwrap().expect("a chunk")).unwrap();
+        assert_eq!(chunk.matches('\n').count(), 1, "{chunk}");
+        assert!(chunk.contains(&format!("\"live{i}\"")), "{chunk}");
+    }
+}
+
 #[test]
 fn initial_events_can_be_paced_like_a_real_server() {
     let fake = FakeApiServer::start(Options {
