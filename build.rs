@@ -266,8 +266,7 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// `CHANGELOG.md` → Debian changelog. The Markdown file has one section per release,
-/// `## VERSION - YYYY-MM-DD`, each a list of `- ` items (continuation lines indented), and
-/// may start with a `## Unreleased` section, which is left out.
+/// `## VERSION - YYYY-MM-DD`, each a list of `- ` items (continuation lines indented).
 fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<String> {
     struct Release {
         version: String,
@@ -275,20 +274,8 @@ fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<S
         items: Vec<String>,
     }
     let mut releases: Vec<Release> = Vec::new();
-    // Changes merged since the last release: no version yet, so no Debian entry either.
-    let mut unreleased = false;
     for (n, line) in markdown.lines().enumerate() {
         let n = n + 1;
-        if line.trim_end() == "## Unreleased" && releases.is_empty() {
-            unreleased = true;
-            continue;
-        }
-        if line.starts_with("## ") {
-            unreleased = false;
-        }
-        if unreleased {
-            continue;
-        }
         if let Some(head) = line.strip_prefix("## ") {
             let (v, d) = head.split_once(" - ").ok_or(format!(
                 "CHANGELOG.md:{n}: expected `## VERSION - YYYY-MM-DD`"
