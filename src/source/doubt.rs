@@ -10,7 +10,7 @@
 //!   (ended within [`EMPTY_WITHIN`] of its 200) backs off like a failure, a *silent* one (no
 //!   byte for longer, up to the idle bound) has waited long enough already;
 //! - the version is checked with one `limit=1` list at exactly that version whenever there is
-//!   reason to doubt it: at a restart, and after each dataless watch. 410 means expired,
+//!   reason to doubt it: at a restart, after a failed watch, and after each dataless watch. 410 means expired,
 //!   `ResourceVersionTooLarge` that the cluster's history started again; both lead to a
 //!   re-list, which the dedup store keeps from writing anything twice;
 //! - [`RELIST_AFTER_EMPTY`] empty watches in a row from one version take it as expired even
@@ -43,6 +43,9 @@ pub const STUCK_AFTER_EMPTY: u32 = RELIST_AFTER_EMPTY + 1;
 pub(super) enum Doubt {
     /// Saved by an earlier run: the server may have moved on, or started over, meanwhile.
     Restart,
+    /// The watch failed or broke off: the server may have restarted on other history (a
+    /// restored etcd), which a watch would only meet with silence.
+    Failure,
     /// Watches from it ended without a frame: this many empty ones in a row (0 for silent).
     Dataless(Dataless, u32),
 }
@@ -108,9 +111,14 @@ impl Watcher<'_> {
             }
             VersionAnswer::Expired(said) => {
                 match doubt {
-                    Doubt::Restart => tracing::info!(
-                        "the saved resourceVersion {rv} has expired on the API server {server} \
-                         (a list at it answered 410: {said}); listing all events again"
+                    Doubt::Restart | Doubt::Failure => tracing::info!(
+                        "the {} resourceVersion {rv} has expired on the API server {server} \
+                         (a list at it answered 410: {said}); listing all events again",
+                        if doubt == Doubt::Restart {
+                            "saved"
+                        } else {
+                            "resumed"
+                        }
                     ),
                     Doubt::Dataless(kind, _) => tracing::warn!(
                         "the API server {server} answered the watch from resourceVersion {rv} \

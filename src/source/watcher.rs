@@ -180,6 +180,7 @@ impl Watcher<'_> {
                     {
                         break;
                     }
+                    doubt.get_or_insert(Doubt::Failure);
                 }
             }
         }

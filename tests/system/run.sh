@@ -340,6 +340,12 @@ check_started() {
     check "$fmt: no warning about a config file or kubeconfig readable by others" \
         sh -c '! printf "%s" "$1" | grep "readable by every local user"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
     check_metrics "$fmt"
+    # An operator runs the daemon by hand with the packaged config while the service runs.
+    local out rc=0
+    out=$(in_ct timeout 20 kube-event-pipe 2>&1) || rc=$?
+    check "$fmt: a second daemon run by hand exits 2 (got $rc), naming the state directory and the service's pid" \
+        sh -c '[ "$1" = 2 ] && printf "%s" "$2" | grep -q "another kube-event-pipe (pid $3) is using the state directory /var/lib/kube-event-pipe"' \
+        _ "$rc" "$out" "$(prop MainPID)"
 }
 
 # check_metrics FORMAT: the packaged config serves the endpoints on 127.0.0.1:9784 (the

@@ -54,6 +54,14 @@ impl FakeApiServer {
         self.inject_watch_line(MALFORMED_FRAME);
     }
 
+    /// Ends every open watch cleanly, as the server's `timeoutSeconds` does (after what was
+    /// queued for it); changes from now on reach only watches opened later.
+    pub fn end_watches(&self) {
+        let mut store = lock(&self.shared.store);
+        store.broadcast(|| WatchMsg::End);
+        store.watchers.clear();
+    }
+
     /// Puts a front end in front of the server that answers some watches `200` with an empty
     /// body ([`EmptyWatches`]); `Off` takes it away.
     pub fn set_empty_watches(&self, which: EmptyWatches) {
