@@ -41,6 +41,7 @@ FAILED=0
 WORK=
 FAKE_PID=
 RUN_PID=
+SAMPLER_PID=
 
 log() { printf '%s\n' "$*"; }
 die() {
@@ -66,6 +67,10 @@ pm() { podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs 
 bh() { buildah --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs "$@"; }
 
 cleanup() {
+    if [ -n "$SAMPLER_PID" ]; then
+        kill "$SAMPLER_PID" 2>/dev/null
+        wait "$SAMPLER_PID" 2>/dev/null
+    fi
     if [ -n "$RUN_PID" ]; then
         kill "$RUN_PID" 2>/dev/null
         wait "$RUN_PID" 2>/dev/null
@@ -115,6 +120,17 @@ build_image() {
     local deb
     deb=$(ls "$PKG_DIR"/kube-event-pipe_"$VERSION"-*.deb 2>/dev/null | head -1)
     [ -n "$deb" ] || die "no kube-event-pipe_$VERSION-*.deb in $PKG_DIR: run packaging/build-packages.sh first"
+    # The disk this takes at its peak (the import's temporary file, the base, a copy of it for
+    # the build's container, the image), for .ci/run's disk budget.
+    (
+        peak=0
+        while :; do
+            n=$(du -sm "$WORK" 2>/dev/null | cut -f1)
+            [ "${n:-0}" -gt "$peak" ] && peak=$n && echo "$peak" >"$WORK/disk-peak"
+            sleep 1
+        done
+    ) &
+    SAMPLER_PID=$!
     t0=$SECONDS
     if [ -z "$base" ]; then
         import_base
@@ -131,26 +147,16 @@ build_image() {
         cp "$REPO/.dockerignore" "$ctx/"
     fi
     t0=$SECONDS
-    # The disk the vfs store takes at its peak (the base, a copy of it for the build's
-    # container, the image), for .ci/run's disk budget.
-    (
-        peak=0
-        while :; do
-            n=$(du -sm "$WORK/storage" 2>/dev/null | cut -f1)
-            [ "${n:-0}" -gt "$peak" ] && peak=$n && echo "$peak" >"$WORK/store-peak"
-            sleep 1
-        done
-    ) &
-    local sampler=$!
     # No VERSION build argument: the label must come out right from the Containerfile alone.
     if ! TMPDIR=$WORK bh bud --runtime runc --pull=never --layers=false --build-arg BASE="$base" \
         -f "$REPO/Containerfile" -t "$IMAGE" "$ctx" >"$WORK/build.log" 2>&1; then
         cat "$WORK/build.log"
         die "buildah bud failed"
     fi
-    kill "$sampler" 2>/dev/null
-    wait "$sampler" 2>/dev/null
-    pass "buildah bud -f Containerfile --build-arg BASE=$base built $IMAGE ($((SECONDS - t0)) s; the image store peaked at $(cat "$WORK/store-peak" 2>/dev/null || echo ?) MB)"
+    kill "$SAMPLER_PID" 2>/dev/null
+    wait "$SAMPLER_PID" 2>/dev/null
+    SAMPLER_PID=
+    pass "buildah bud -f Containerfile --build-arg BASE=$base built $IMAGE ($((SECONDS - t0)) s; the work directory peaked at $(cat "$WORK/disk-peak" 2>/dev/null || echo ?) MB)"
     pm rmi localhost/kep-base:bookworm >/dev/null 2>&1
     mkdir -p "$(dirname "$ARCHIVE")"
     rm -f "$ARCHIVE"
