@@ -383,16 +383,23 @@ fn the_image_is_this_version() {
     let version = env!("CARGO_PKG_VERSION");
     let objects = objects();
     let sts = find(&objects, "StatefulSet", "kube-event-pipe");
+    // A new version in Cargo.toml needs its tag here, in statefulset.yaml and
+    // kustomization.yaml, and as the Containerfile's ARG VERSION.
     assert_eq!(
         sts["spec"]["template"]["spec"]["containers"][0]["image"],
-        format!("localhost/kube-event-pipe:{version}")
+        format!("localhost/kube-event-pipe:{version}"),
+        "statefulset.yaml: the image tag is the version in Cargo.toml"
     );
     let k =
         kustomization(&std::fs::read_to_string(dir().join("kustomization.yaml")).unwrap()).unwrap();
     assert_eq!(k.images.len(), 1);
     assert_eq!(k.images[0].name, "localhost/kube-event-pipe");
     assert_eq!(k.images[0].new_name, None);
-    assert_eq!(k.images[0].new_tag.as_deref(), Some(version));
+    assert_eq!(
+        k.images[0].new_tag.as_deref(),
+        Some(version),
+        "kustomization.yaml: newTag is the version in Cargo.toml"
+    );
     // And the image's own version label (the Containerfile's default).
     let containerfile =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Containerfile"))
