@@ -63,6 +63,12 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     crate::service::permissions::warn_about_readable_files(&settings);
     let connection = connect::connect(&settings).await.map_err(Fatal::config)?;
     let selection = Selection::from_settings(&settings);
+    // Where it connects and as whom, for the start-up line: in a container this tells a
+    // mounted kubeconfig from the pod's ServiceAccount.
+    let (server, credentials) = (
+        connection.contact.server.clone(),
+        connection.contact.identity(),
+    );
     let api =
         EventsApi::new(connection.client.clone(), &selection).with_contact(connection.contact);
     let progress = Progress::default();
@@ -98,7 +104,7 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     }
     let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
     pipeline.set_progress(progress.clone());
-    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), "kube-event-pipe started");
+    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), server = %server, credentials = %credentials, "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let followed = if settings.leader_election.value {
         let source = crate::leader::Source {
