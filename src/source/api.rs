@@ -177,12 +177,7 @@ impl EventsApi {
             percent_encode(resource_version),
             self.selectors
         );
-        let (status, body) = self.send(&uri).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| ApiError::Body(e.to_string()))?
-            .to_bytes();
+        let (status, bytes) = self.send_whole(&uri).await?;
         if status.is_success() {
             return Ok(VersionAnswer::Served);
         }
@@ -205,12 +200,7 @@ impl EventsApi {
 
     /// A whole response body, or the `Status` of an error answer.
     async fn get(&self, uri: &str) -> Result<Bytes, ApiError> {
-        let (status, body) = self.send(uri).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| ApiError::Body(e.to_string()))?
-            .to_bytes();
+        let (status, bytes) = self.send_whole(uri).await?;
         if status.is_success() {
             Ok(bytes)
         } else {
@@ -255,6 +245,17 @@ impl EventsApi {
             self.collection, self.selectors
         );
         self.open_watch(&uri).await
+    }
+
+    /// The answer's status and whole body.
+    async fn send_whole(&self, uri: &str) -> Result<(StatusCode, Bytes), ApiError> {
+        let (status, body) = self.send(uri).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?
+            .to_bytes();
+        Ok((status, bytes))
     }
 
     async fn send(&self, uri: &str) -> Result<(StatusCode, Body), ApiError> {

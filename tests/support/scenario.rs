@@ -38,20 +38,40 @@ pub fn metrics_addr(d: &Daemon) -> SocketAddr {
     rest[..rest.find('/').unwrap()].parse().unwrap()
 }
 
-/// One GET on a fresh connection: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// An HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    /// The head, lower-cased.
+    pub headers: String,
+    pub body: String,
+}
+
+/// One HTTP/1.1 GET on a fresh connection (the daemon's server is tested, not a client).
+pub fn http_request(addr: SocketAddr, path: &str, accept: Option<&str>) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
     )
     .unwrap();
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_string())
+    Answer {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        headers: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// One GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let a = http_request(addr, path, None);
+    (a.status, a.body)
 }
 
 /// The value of one series in a `/metrics` scrape (`name{labels}` as exposed), or None.
