@@ -52,6 +52,32 @@ fn first_run(api: &FakeApiServer, layout: &Layout, n: usize) -> HashSet<String> 
     server_lines(api)
 }
 
+/// Restarts the daemon on its old state, with systemd's notify socket: waits until it has
+/// written `lines` and is ready, then until 20 events created after that are written too, and
+/// checks the output holds each of `expected` and the server's events once. Returns the log
+/// and how long the restart took to write `lines`.
+fn restart_and_recover(
+    api: &FakeApiServer,
+    layout: &Layout,
+    lines: usize,
+    mut expected: HashSet<String>,
+) -> (String, Duration) {
+    api.clear_requests();
+    let listener = Listener::new(layout);
+    let began = Instant::now();
+    let d = start(layout, Some(&listener), &[]);
+    wait_for_lines(&layout.out(), lines, T, &d);
+    let recovered = began.elapsed();
+    listener.wait_for("READY=1");
+    create(api, "after", 0..20);
+    wait_for_lines(&layout.out(), lines + 20, T, &d);
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    expected.extend(server_lines(api));
+    assert_each_once(&layout.out(), &expected, &log);
+    (log, recovered)
+}
+
 /// What the daemon asked for since `clear_requests`, by kind.
 fn requests(api: &FakeApiServer) -> BTreeMap<&'static str, usize> {
     let mut by = BTreeMap::new();
@@ -92,23 +118,13 @@ fn a_good_saved_version_costs_one_check_at_restart_and_no_list() {
 #[test]
 fn an_expired_version_behind_a_front_end_that_answers_empty_is_listed_again_at_restart() {
     let (api, layout) = server(Options::default());
-    let mut expected = first_run(&api, &layout, 500);
+    let expected = first_run(&api, &layout, 500);
     let saved = saved_version(&layout).unwrap();
     // While the daemon is down, 300 events come and etcd compacts its history.
     create(&api, "while-down", 0..300);
     api.compact();
     api.set_empty_watches(EmptyWatches::Expired);
-    api.clear_requests();
-    let began = Instant::now();
-    let d = start(&layout, None, &[]);
-    wait_for_lines(&layout.out(), 800, T, &d);
-    let recovered = began.elapsed();
-    create(&api, "after", 0..20);
-    wait_for_lines(&layout.out(), 820, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    expected.extend(server_lines(&api));
-    assert_each_once(&layout.out(), &expected, &log);
+    let (log, recovered) = restart_and_recover(&api, &layout, 800, expected);
     assert!(
         log.contains(&format!(
             "the saved resourceVersion {saved} has expired on the API server"
@@ -165,7 +181,7 @@ fn an_expired_version_answered_with_empty_watches_while_running_is_listed_again(
 #[test]
 fn a_version_ahead_of_a_restored_server_is_listed_again_at_restart() {
     let (api, layout) = server(Options::default());
-    let mut expected = first_run(&api, &layout, 300);
+    let expected = first_run(&api, &layout, 300);
     let saved: u64 = saved_version(&layout).unwrap().parse().unwrap();
     // etcd is restored from a backup taken before any of these events: its versions start
     // again below the saved one, and 200 new events come.
@@ -173,19 +189,7 @@ fn a_version_ahead_of_a_restored_server_is_listed_again_at_restart() {
     create(&api, "restored", 0..200);
     assert!(api.current_rv() < saved);
     let current = api.current_rv();
-    api.clear_requests();
-    let listener = Listener::new(&layout);
-    let began = Instant::now();
-    let d = start(&layout, Some(&listener), &[]);
-    wait_for_lines(&layout.out(), 500, T, &d);
-    let recovered = began.elapsed();
-    listener.wait_for("READY=1");
-    create(&api, "after", 0..20);
-    wait_for_lines(&layout.out(), 520, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    expected.extend(server_lines(&api));
-    assert_each_once(&layout.out(), &expected, &log);
+    let (log, recovered) = restart_and_recover(&api, &layout, 500, expected);
     assert!(
         log.contains(&format!(
             "resourceVersion {saved} is ahead of the API server {}/ (current {current}): its history started again",

@@ -36,31 +36,14 @@ IMAGE=localhost/kube-event-pipe:$VERSION
 ARCHIVE=$TARGET/container/kube-event-pipe_$VERSION.oci.tar
 UID_IMAGE=12341
 
-PASSED=0
-FAILED=0
 WORK=
 FAKE_PID=
 RUN_PID=
 SAMPLER_PID=
 
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'container test: cannot run: %s\n' "$*" >&2
-    exit 2
-}
-pass() {
-    PASSED=$((PASSED + 1))
-    log "PASS: $*"
-}
-fail() {
-    FAILED=$((FAILED + 1))
-    log "FAIL: $*"
-}
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
+TEST_NAME="container test"
+# shellcheck source=tests/support/checks.sh
+. "$REPO/tests/support/checks.sh"
 
 # The image store lives in $WORK: nothing is left in the host's own storage.
 pm() { podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs --runtime runc "$@"; }

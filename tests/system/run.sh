@@ -27,32 +27,14 @@ INCLUDE=systemd,systemd-sysv,dbus,logrotate,procps,ca-certificates,rpm
 TARBALL=$CACHE/bookworm-rootfs.tar
 TIMEOUT=${KEP_SYSTEMCTL_TIMEOUT:-60}
 
-PASSED=0
-FAILED=0
 WORK=
 NSPAWN_PID=
 CPID=
 FAKE_PID=
 
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'system test: cannot run: %s\n' "$*" >&2
-    exit 2
-}
-pass() {
-    PASSED=$((PASSED + 1))
-    log "PASS: $*"
-}
-fail() {
-    FAILED=$((FAILED + 1))
-    log "FAIL: $*"
-}
-# check "what" command...: PASS when the command succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
+TEST_NAME="system test"
+# shellcheck source=tests/support/checks.sh
+. "$REPO/tests/support/checks.sh"
 
 # ---- the container -------------------------------------------------------------------------
 
