@@ -42,8 +42,8 @@ RUN_PID=
 SAMPLER_PID=
 
 TEST_NAME="container test"
-# shellcheck source=tests/support/checks.sh
-. "$REPO/tests/support/checks.sh"
+# shellcheck source=tests/support/harness.sh
+. "$REPO/tests/support/harness.sh"
 
 # The image store lives in $WORK: nothing is left in the host's own storage.
 pm() { podman --root "$WORK/storage" --runroot "$WORK/run" --storage-driver vfs --runtime runc "$@"; }
@@ -207,16 +207,7 @@ start_fake() {
         fake=$TARGET/debug/examples/fake_apiserver
     fi
     [ -x "$fake" ] || die "no fake API server at $fake"
-    "$fake" --port 0 --events 50 --tls --token container-test-token \
-        --kubeconfig "$WORK/fake.kubeconfig" >"$WORK/fake.out" 2>"$WORK/fake.err" &
-    FAKE_PID=$!
-    for _ in $(seq 1 100); do
-        [ "$(wc -l <"$WORK/fake.out")" -ge 2 ] && break
-        sleep 0.1
-    done
-    API=$(sed -n 1p "$WORK/fake.out")
-    ADMIN=$(sed -n 2p "$WORK/fake.out")
-    [ -n "$ADMIN" ] || die "the fake API server did not start: $(cat "$WORK/fake.err")"
+    start_fake "$fake" container-test-token
     log "== fake API server: $API (TLS, token), admin $ADMIN"
     chmod 0644 "$WORK/fake.kubeconfig"
     # The ServiceAccount files a pod gets.
@@ -316,16 +307,22 @@ check_process() { # check_process WHAT NAME
     HWM_KIB=$(status_field "$pid" VmHWM | awk '{print $1}')
 }
 
-stop_image() { # stop_image WHAT NAME: SIGTERM; exit 0 within a second
-    local what=$1 t0 rc ms
+# term_timed NAME: SIGTERM to the running image, and wait for it; sets TERM_RC and TERM_MS.
+term_timed() {
+    local t0
     t0=$(date +%s%N)
-    pm kill --signal TERM "$2" >/dev/null 2>&1
+    pm kill --signal TERM "$1" >/dev/null 2>&1
     wait "$RUN_PID"
-    rc=$?
-    ms=$((($(date +%s%N) - t0) / 1000000))
+    TERM_RC=$?
+    TERM_MS=$((($(date +%s%N) - t0) / 1000000))
     RUN_PID=
-    check "$what: SIGTERM: exit status 0 ($rc) after $ms ms (podman's own teardown included), under 1 s" \
-        sh -c '[ "$1" = 0 ] && [ "$2" -lt 1000 ]' _ "$rc" "$ms"
+}
+
+stop_image() { # stop_image WHAT NAME: SIGTERM; exit 0 within a second
+    local what=$1
+    term_timed "$2"
+    check "$what: SIGTERM: exit status 0 ($TERM_RC) after $TERM_MS ms (podman's own teardown included), under 1 s" \
+        sh -c '[ "$1" = 0 ] && [ "$2" -lt 1000 ]' _ "$TERM_RC" "$TERM_MS"
     check "$what: the daemon logged its drain (SIGTERM: finishing the lines in hand)" \
         grep -q "SIGTERM: finishing the lines in hand" "$WORK/$2.err"
 }
@@ -431,19 +428,13 @@ incluster_tests() {
         test "$s" = "5 5 0"
     # A second signal while the drain waits (here on the API server, which stops answering,
     # so the leader's release of the Lease hangs): the daemon exits at once with 130.
-    local t0 rc ms
     curl -fsS -X POST "$ADMIN/fake/fault" -d '{"fault":"stall"}' >/dev/null || fail "stalling the fake"
     pm kill --signal TERM kep-incluster >/dev/null 2>&1
     sleep 0.5
     check "in-cluster, restarted: after SIGTERM, the drain waits on the stalled API server" kill -0 "$RUN_PID"
-    t0=$(date +%s%N)
-    pm kill --signal TERM kep-incluster >/dev/null 2>&1
-    wait "$RUN_PID"
-    rc=$?
-    ms=$((($(date +%s%N) - t0) / 1000000))
-    RUN_PID=
-    check "in-cluster, restarted: a second SIGTERM: exit status 130 ($rc) after $ms ms, under 1 s" \
-        sh -c '[ "$1" = 130 ] && [ "$2" -lt 1000 ]' _ "$rc" "$ms"
+    term_timed kep-incluster
+    check "in-cluster, restarted: a second SIGTERM: exit status 130 ($TERM_RC) after $TERM_MS ms, under 1 s" \
+        sh -c '[ "$1" = 130 ] && [ "$2" -lt 1000 ]' _ "$TERM_RC" "$TERM_MS"
     check "in-cluster, restarted: the daemon logged it (SIGTERM again: exiting at once)" \
         grep -q "SIGTERM again: exiting at once" "$WORK/kep-incluster.err"
     curl -fsS -X POST "$ADMIN/fake/fault" -d '{"fault":"clear"}' >/dev/null

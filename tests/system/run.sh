@@ -33,8 +33,8 @@ CPID=
 FAKE_PID=
 
 TEST_NAME="system test"
-# shellcheck source=tests/support/checks.sh
-. "$REPO/tests/support/checks.sh"
+# shellcheck source=tests/support/harness.sh
+. "$REPO/tests/support/harness.sh"
 
 # ---- the container -------------------------------------------------------------------------
 
@@ -151,15 +151,7 @@ start_fake() {
     fi
     [ -x "$fake" ] || die "no fake API server at $fake"
     log "== starting the fake API server ($fake)"
-    "$fake" --port 0 --events 50 --tls --token system-test-token \
-        --kubeconfig "$WORK/fake.kubeconfig" >"$WORK/fake.out" 2>"$WORK/fake.err" &
-    FAKE_PID=$!
-    for _ in $(seq 1 100); do
-        [ "$(wc -l <"$WORK/fake.out")" -ge 2 ] && break
-        sleep 0.1
-    done
-    ADMIN=$(sed -n 2p "$WORK/fake.out")
-    [ -n "$ADMIN" ] || die "the fake API server did not start: $(cat "$WORK/fake.err")"
+    start_fake "$fake" system-test-token
     log "   API $(sed -n 1p "$WORK/fake.out"), admin $ADMIN"
     doc_kubeconfig
 }
