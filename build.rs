@@ -266,7 +266,8 @@ fn gzip(data: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// `CHANGELOG.md` → Debian changelog. The Markdown file has one section per release,
-/// `## VERSION - YYYY-MM-DD`, each a list of `- ` items (continuation lines indented).
+/// `## VERSION - YYYY-MM-DD`, each a list of `- ` items (continuation lines indented). A first
+/// section `## Unreleased` collects changes not yet in a release; the package leaves it out.
 fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<String> {
     struct Release {
         version: String,
@@ -274,9 +275,16 @@ fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<S
         items: Vec<String>,
     }
     let mut releases: Vec<Release> = Vec::new();
+    let mut unreleased = false;
     for (n, line) in markdown.lines().enumerate() {
         let n = n + 1;
-        if let Some(head) = line.strip_prefix("## ") {
+        if line == "## Unreleased" {
+            if !releases.is_empty() {
+                return Err(format!("CHANGELOG.md:{n}: `## Unreleased` must come first").into());
+            }
+            unreleased = true;
+        } else if let Some(head) = line.strip_prefix("## ") {
+            unreleased = false;
             let (v, d) = head.split_once(" - ").ok_or(format!(
                 "CHANGELOG.md:{n}: expected `## VERSION - YYYY-MM-DD`"
             ))?;
@@ -285,6 +293,8 @@ fn debian_changelog(markdown: &str, version: &str, maintainer: &str) -> Result<S
                 date: d.trim().to_string(),
                 items: Vec::new(),
             });
+        } else if unreleased {
+            continue;
         } else if let Some(item) = line.strip_prefix("- ") {
             let r = releases
                 .last_mut()

@@ -9,6 +9,7 @@ use crate::dedup::{Store, StoreConfig};
 use crate::metrics::{Metrics, server as metrics_server};
 use crate::pipeline::Pipeline;
 use crate::service::exit::Fatal;
+use crate::service::instance_lock::InstanceLock;
 use crate::service::progress::Progress;
 use crate::service::{signals, systemd};
 use crate::sink::Sink;
@@ -36,8 +37,13 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     let signals = signals::install()
         .map_err(|e| Fatal::failure(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
     let mut shutdown = signals.shutdown.clone();
+    // Before anything else: a second daemon on the same state directory must leave it, and
+    // everything else, as it found it.
+    let state = &settings.persistence_path;
+    let mut lock = InstanceLock::take(&state.value, &state.origin, false).map_err(Fatal::config)?;
 
     if let Some(path) = &settings.replay {
+        lock_state(&mut lock, &settings)?;
         let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
         let result = replay::run(path, &mut pipeline, &mut shutdown).await;
         pipeline.flush_store(true);
@@ -62,6 +68,12 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
     crate::service::permissions::warn_about_readable_files(&settings);
     let connection = connect::connect(&settings).await.map_err(Fatal::config)?;
     let selection = Selection::from_settings(&settings);
+    // Where it connects and as whom, for the start-up line: in a container this tells a
+    // mounted kubeconfig from the pod's ServiceAccount.
+    let (server, credentials) = (
+        connection.contact.server.clone(),
+        connection.contact.identity(),
+    );
     let api =
         EventsApi::new(connection.client.clone(), &selection).with_contact(connection.contact);
     let progress = Progress::default();
@@ -91,9 +103,13 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         return Err(Fatal::config(rejected));
     }
 
+    if let Err(e) = lock_state(&mut lock, &settings) {
+        stop_notifier(notifier).await;
+        return Err(e);
+    }
     let mut pipeline = open_pipeline(&settings, &signals, &metrics)?;
     pipeline.set_progress(progress.clone());
-    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), "kube-event-pipe started");
+    tracing::info!(destination = %pipeline.destination(), selection = %selection.describe(), server = %server, credentials = %credentials, "kube-event-pipe started");
     progress.store(pipeline.store_stats().to_string(), pipeline.counters());
     let followed = if settings.leader_election.value {
         let source = crate::leader::Source {
@@ -125,6 +141,15 @@ async fn run_async(settings: Settings) -> Result<(), Fatal> {
         "stopped"
     );
     followed.map_err(Fatal::config)
+}
+
+/// On a first start the state directory is created only now, and locked once it is.
+fn lock_state(lock: &mut Option<InstanceLock>, settings: &Settings) -> Result<(), Fatal> {
+    if lock.is_none() {
+        let state = &settings.persistence_path;
+        *lock = InstanceLock::take(&state.value, &state.origin, true).map_err(Fatal::config)?;
+    }
+    Ok(())
 }
 
 /// Opens the destination and the dedup store (creating them when missing), and marks what a

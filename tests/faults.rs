@@ -181,6 +181,8 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let stop = AtomicBool::new(false);
+    // Per run: (lines written twice so far, lines so far), read once it is killed.
+    let mut at_kill: Vec<(usize, usize)> = Vec::new();
     let (produced, last_log) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce(&api, 1200, Duration::from_millis(8), &stop));
         for k in 0..kills {
@@ -195,6 +197,8 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
             };
             std::thread::sleep(life);
             d.kill();
+            let out = whole_lines(&layout.out());
+            at_kill.push((doubled(&out), out.len()));
         }
         stop.store(true, Ordering::SeqCst);
         let produced = producer.join().unwrap();
@@ -214,10 +218,30 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
     );
     assert_eq!(lost, 0, "{}", tail(&last_log, 40));
     assert_eq!(foreign, 0);
-    assert!(
-        duplicated <= kills,
-        "{duplicated} duplicates for {kills} kills"
-    );
+    // Per kill, not only in total: a run may repeat at most one line for each kill since the
+    // last run that wrote anything (a run killed before it wrote leaves its predecessor's
+    // repeat to the next one).
+    at_kill.push((duplicated, out.len()));
+    let mut kills_unanswered = 0;
+    let mut before = (0, 0);
+    for (run, &(dups, written)) in at_kill.iter().enumerate() {
+        let (new_dups, new_lines) = (dups - before.0, written - before.1);
+        assert!(
+            new_dups <= kills_unanswered,
+            "run {run} repeated {new_dups} lines after {kills_unanswered} kills: {at_kill:?}"
+        );
+        kills_unanswered = if new_lines > 0 {
+            1
+        } else {
+            kills_unanswered + 1
+        };
+        before = (dups, written);
+    }
+}
+
+/// Lines that repeat an earlier line.
+fn doubled(out: &[String]) -> usize {
+    out.len() - out.iter().collect::<HashSet<_>>().len()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,9 +356,10 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
     // Each kind of trouble was noticed and recovered from, visibly.
     assert!(count(&log, "listing all events again") >= 7, "{log}");
     assert!(log.contains("works again"), "{log}");
-    assert!(log.contains("500"), "{log}");
-    assert!(log.contains("429"), "{log}");
-    assert!(log.contains("503"), "{log}");
+    // Whole phrases: bare status digits also turn up in timestamps, ports and versions.
+    assert!(log.contains("answered 500 InternalError"), "{log}");
+    assert!(log.contains("answered 429 TooManyRequests"), "{log}");
+    assert!(log.contains("answered 503 ServiceUnavailable"), "{log}");
     assert!(log.contains("delivered nothing for too long"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 }
@@ -399,6 +424,40 @@ fn create_batch(api: &FakeApiServer, range: std::ops::Range<usize>) {
     }
 }
 
+/// The kill fell between two lines: leave what a kill inside `write(2)` leaves on a full disk,
+/// the first half of the next held line, so the restart's recovery of it is tested every run.
+fn leave_a_fragment(api: &FakeApiServer, dest: &Path, filler: &Path) {
+    use std::io::Write;
+    let have: HashSet<String> = whole_lines(dest).into_iter().collect();
+    let next = api
+        .object_lines()
+        .into_iter()
+        .find(|l| !have.contains(l))
+        .expect("a held event");
+    // tmpfs gives whole pages: the fragment goes into the slack of the file's last page, or
+    // into a page taken back from the filler when there is none.
+    let len = std::fs::metadata(dest).unwrap().len();
+    let slack = (4096 - len % 4096) % 4096;
+    let mut half = next.len() / 2;
+    if slack == 0 {
+        let filled = std::fs::metadata(filler).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(filler)
+            .unwrap()
+            .set_len(filled.saturating_sub(4096))
+            .unwrap();
+    } else {
+        half = half.min(slack as usize);
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dest)
+        .unwrap()
+        .write_all(&next.as_bytes()[..half.max(1)])
+        .unwrap();
+}
+
 #[test]
 fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once() {
     if !is_root() {
@@ -457,15 +516,16 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     d.kill();
     let whole_at_kill = whole_lines(&dest).len() - 60;
     let fragment = !std::fs::read(&dest).unwrap().ends_with(b"\n");
+    if !fragment {
+        leave_a_fragment(&api, &dest, &filler);
+    }
     let d = start(&layout, &["--destination", &dest_s]);
     assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
-    if fragment {
-        assert!(
-            d.stderr().contains("removed an incomplete last line"),
-            "{}",
-            d.stderr()
-        );
-    }
+    assert!(
+        d.stderr().contains("removed an incomplete last line"),
+        "{}",
+        d.stderr()
+    );
     std::fs::remove_file(&filler).unwrap();
     wait_for_all(&api, &dest, T, &d);
     std::thread::sleep(Duration::from_millis(500));
@@ -475,7 +535,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     let out = assert_whole_json(&dest);
     let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);
     println!(
-        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={lost} duplicated={duplicated} partial line while full={partial_while_full}; killed while full with {whole_at_kill} lines of the held batch out and fragment={fragment}",
+        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={lost} duplicated={duplicated} partial line while full={partial_while_full}; killed while full with {whole_at_kill} lines of the held batch out and a fragment left by the kill: {fragment} (else one was left by the test)",
         out.len()
     );
     assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{log}");
@@ -1111,7 +1171,7 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     api.write_kubeconfig(layout.kubeconfig(), Auth::Token(WRONG.into()));
     std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let d = start_traced(&layout, &[]);
-    assert!(d.wait_for_log("401", T), "{}", d.stderr());
+    assert!(d.wait_for_log("(401 Unauthorized)", T), "{}", d.stderr());
     let (_, log) = d.stop();
     assert_eq!(leaks(&log, &[WRONG, TOKEN]), Vec::<String>::new(), "{log}");
 

@@ -381,7 +381,11 @@ fn a_start_that_fails_on_the_kubeconfig_exits_2_and_leaves_nothing_behind() {
     let api = FakeApiServer::start(Options::default());
     for (kubeconfig, extra, want) in [
         (None, &[][..], "No such file"),
-        (Some("clusters: [ not yaml"), &[][..], "kubeconfig"),
+        (
+            Some("clusters: [ not yaml"),
+            &[][..],
+            "failed to parse kubeconfig YAML",
+        ),
         (Some(""), &["--context", "nope"][..], "nope"),
     ] {
         let layout = Layout::new();

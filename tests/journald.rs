@@ -22,7 +22,12 @@ jpid=$!
 for _ in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.05; done
 "$BIN" --source "$INPUT" --persistence-path "$STATE" --destination "$OUT" \
     --log-target journald --log-level debug
-sleep 0.3
+# journald stores what it received in its own time: wait for the daemon's last line (up to
+# 20 s) rather than for a guessed moment.
+for _ in $(seq 400); do
+    journalctl --no-pager -o json SYSLOG_IDENTIFIER=kube-event-pipe | grep -q '"replay finished"' && break
+    sleep 0.05
+done
 journalctl --no-pager -o json SYSLOG_IDENTIFIER=kube-event-pipe
 kill "$jpid"
 "#;

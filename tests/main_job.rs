@@ -277,6 +277,10 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
     let out = lines(&layout.out());
     assert_eq!(out.len(), n, "{log}");
     no_duplicates(&out);
+    // And they are the server's events, byte for byte: the bad frames wrote nothing.
+    let got: std::collections::HashSet<String> = out.into_iter().collect();
+    let expected: std::collections::HashSet<String> = api.object_lines().into_iter().collect();
+    assert_eq!(got, expected, "{log}");
 }
 
 #[test]

@@ -286,11 +286,12 @@ fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
     let (status, log) = d.stop();
     assert!(status.success(), "{log}");
     assert_each_once(&api, &layout, &log);
-    // The resume (410), then one streaming list that goes on as the live watch.
+    // The check of the saved version (410), then one streaming list that goes on as the live
+    // watch: no watch from the expired version at all.
     let requests = api.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
-    assert_eq!(requests[0].status, Some(200));
-    assert!(!requests[0].is_streaming_list());
+    assert!(requests[0].is_version_check(), "{requests:?}");
+    assert_eq!(requests[0].status, Some(410));
     assert!(requests[1].is_streaming_list());
 }
 

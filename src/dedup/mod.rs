@@ -13,4 +13,6 @@ mod store;
 pub use filter::OpenError;
 pub use format::{FormatError, HEADER_LEN, Header};
 pub use original::{OriginalFilter, OriginalHeader, original_key};
-pub use store::{FileStats, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats};
+pub use store::{
+    DIR_MODE, FileStats, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats,
+};

@@ -13,7 +13,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::health;
 use super::process;
-use super::{ApiErrorKind, Metrics, RelistCause, ReopenCause, Request, Role};
+use super::{ApiErrorKind, Dataless, Metrics, RelistCause, ReopenCause, Request, Role};
 use crate::service::progress::Progress;
 
 /// The prefix of the daemon's own metrics (the `process_*` ones are the standard names).
@@ -153,7 +153,7 @@ impl Collector for DaemonCollector {
         counters(
             e,
             "api_requests",
-            "List (one per page) and watch requests answered or abandoned.",
+            "List (one per page), watch and version_check (limit=1 at a saved resourceVersion: still served?) requests answered or abandoned.",
             Request::ALL
                 .map(|r| [("request", r.label())])
                 .into_iter()
@@ -162,11 +162,27 @@ impl Collector for DaemonCollector {
         counters(
             e,
             "relists",
-            "Full lists of every event started: cause=start (nothing to resume from), expired (410 Gone), selection_changed.",
+            "Full lists of every event started: cause=start (nothing to resume from), expired (410 Gone), selection_changed, ahead (the saved resourceVersion is ahead of the server: its history started again), empty_watches (watches from the saved version kept being answered with an empty body).",
             RelistCause::ALL
                 .map(|c| [("cause", c.label())])
                 .into_iter()
                 .zip(f.relists),
+        )?;
+        counters(
+            e,
+            "dataless_watches",
+            "Watches and streaming lists that carried no frame at all: kind=empty (the server ended it within 10 s of answering 200: a front end's empty body), silent (nothing for 10 s or more, up to the idle bound).",
+            Dataless::ALL
+                .map(|k| [("kind", k.label())])
+                .into_iter()
+                .zip(f.dataless),
+        )?;
+        gauge(
+            e,
+            "empty_watches_in_a_row",
+            "Watches and streaming lists answered with an empty body since the API server last sent data; not 0 means no progress is being made.",
+            None,
+            f.empty_in_a_row as f64,
         )?;
         let labels = Request::ALL
             .iter()

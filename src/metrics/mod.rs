@@ -22,20 +22,23 @@ use crate::dedup::StoreStats;
 use crate::pipeline::Counters;
 use crate::source::api::ApiError;
 
-/// The two requests the source makes.
+/// The requests the source makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
     List,
     Watch,
+    /// `limit=1` at a saved resourceVersion: is it still served?
+    VersionCheck,
 }
 
 impl Request {
-    pub const ALL: [Request; 2] = [Request::List, Request::Watch];
+    pub const ALL: [Request; 3] = [Request::List, Request::Watch, Request::VersionCheck];
 
     pub fn label(self) -> &'static str {
         match self {
             Request::List => "list",
             Request::Watch => "watch",
+            Request::VersionCheck => "version_check",
         }
     }
 }
@@ -50,13 +53,20 @@ pub enum RelistCause {
     Expired,
     /// The selection of events changed, so the saved version no longer applies.
     SelectionChanged,
+    /// The saved version is ahead of the server (`ResourceVersionTooLarge`): the cluster's
+    /// history started again, after an etcd restore or a rebuilt control plane.
+    Ahead,
+    /// Watches from the saved version kept being answered with an empty body.
+    EmptyWatches,
 }
 
 impl RelistCause {
-    pub const ALL: [RelistCause; 3] = [
+    pub const ALL: [RelistCause; 5] = [
         RelistCause::Start,
         RelistCause::Expired,
         RelistCause::SelectionChanged,
+        RelistCause::Ahead,
+        RelistCause::EmptyWatches,
     ];
 
     pub fn label(self) -> &'static str {
@@ -64,6 +74,28 @@ impl RelistCause {
             RelistCause::Start => "start",
             RelistCause::Expired => "expired",
             RelistCause::SelectionChanged => "selection_changed",
+            RelistCause::Ahead => "ahead",
+            RelistCause::EmptyWatches => "empty_watches",
+        }
+    }
+}
+
+/// A watch or streaming list that carried no frame at all (no event, no bookmark, no error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dataless {
+    /// The server ended it soon after answering 200: a front end's empty body.
+    Empty,
+    /// Open for long without a byte, up to the idle bound or the server's end.
+    Silent,
+}
+
+impl Dataless {
+    pub const ALL: [Dataless; 2] = [Dataless::Empty, Dataless::Silent];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Dataless::Empty => "empty",
+            Dataless::Silent => "silent",
         }
     }
 }
@@ -241,9 +273,11 @@ struct State {
     /// Milliseconds since the Unix epoch of the last successful write (0: never).
     last_write_unix_ms: AtomicU64,
     last_api_message_mono: AtomicU64,
-    requests: [AtomicU64; 2],
-    relists: [AtomicU64; 3],
-    api_errors: [[AtomicU64; 7]; 2],
+    requests: [AtomicU64; Request::ALL.len()],
+    relists: [AtomicU64; RelistCause::ALL.len()],
+    dataless: [AtomicU64; Dataless::ALL.len()],
+    empty_in_a_row: AtomicU64,
+    api_errors: [[AtomicU64; ApiErrorKind::ALL.len()]; Request::ALL.len()],
     store: Mutex<StoreFigures>,
     role: AtomicU8,
     role_transitions: AtomicU64,
@@ -265,6 +299,8 @@ impl Default for State {
             last_api_message_mono: AtomicU64::new(0),
             requests: Default::default(),
             relists: Default::default(),
+            dataless: Default::default(),
+            empty_in_a_row: AtomicU64::new(0),
             api_errors: Default::default(),
             store: Mutex::new(StoreFigures::default()),
             role: AtomicU8::new(ROLE_NONE),
@@ -370,6 +406,19 @@ impl Metrics {
         self.inner.relists[index(&RelistCause::ALL, cause)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A watch or streaming list ended without a frame; `in_a_row` counts the empty ones
+    /// since data last came.
+    pub fn dataless(&self, kind: Dataless, empty_in_a_row: u32) {
+        self.inner.dataless[index(&Dataless::ALL, kind)].fetch_add(1, Ordering::Relaxed);
+        self.set_empty_in_a_row(empty_in_a_row);
+    }
+
+    pub fn set_empty_in_a_row(&self, n: u32) {
+        self.inner
+            .empty_in_a_row
+            .store(u64::from(n), Ordering::Relaxed);
+    }
+
     // ---- leader election -----------------------------------------------------------------
 
     /// Called with `Electing` at start-up when leader election is on, then by leader election
@@ -426,13 +475,11 @@ impl Metrics {
             last_write_age: age(load(&s.last_write_mono)),
             last_write_unix: load(&s.last_write_unix_ms) as f64 / 1e3,
             last_api_message_age: age(load(&s.last_api_message_mono)),
-            requests: [load(&s.requests[0]), load(&s.requests[1])],
-            relists: [
-                load(&s.relists[0]),
-                load(&s.relists[1]),
-                load(&s.relists[2]),
-            ],
-            api_errors: [0, 1].map(|r| std::array::from_fn(|k| load(&s.api_errors[r][k]))),
+            requests: s.requests.each_ref().map(load),
+            relists: s.relists.each_ref().map(load),
+            api_errors: s.api_errors.each_ref().map(|r| r.each_ref().map(load)),
+            dataless: s.dataless.each_ref().map(load),
+            empty_in_a_row: load(&s.empty_in_a_row),
             store,
             role: self.role(),
             role_transitions: load(&s.role_transitions),
@@ -448,9 +495,11 @@ pub(crate) struct Figures {
     pub last_write_age: f64,
     pub last_write_unix: f64,
     pub last_api_message_age: f64,
-    pub requests: [u64; 2],
-    pub relists: [u64; 3],
-    pub api_errors: [[u64; 7]; 2],
+    pub requests: [u64; Request::ALL.len()],
+    pub relists: [u64; RelistCause::ALL.len()],
+    pub dataless: [u64; Dataless::ALL.len()],
+    pub empty_in_a_row: u64,
+    pub api_errors: [[u64; ApiErrorKind::ALL.len()]; Request::ALL.len()],
     pub store: StoreFigures,
     pub role: Option<Role>,
     pub role_transitions: u64,
@@ -502,7 +551,7 @@ mod tests {
         m.answer::<()>(Request::List, &Ok(Err(status(500))));
         m.answer::<()>(Request::Watch, &Ok(Err(status(410))));
         let f = m.snapshot();
-        assert_eq!(f.requests, [2, 1]);
+        assert_eq!(f.requests, [2, 1, 0]);
         assert_eq!(
             f.api_errors[0][index(&ApiErrorKind::ALL, ApiErrorKind::Server)],
             1

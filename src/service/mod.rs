@@ -5,6 +5,7 @@
 
 pub mod allocator;
 pub mod exit;
+pub mod instance_lock;
 pub mod logging;
 pub mod permissions;
 pub mod progress;

@@ -285,6 +285,11 @@ impl EventsApi {
         }
     }
 
+    /// The API server's URL, for messages.
+    pub fn server(&self) -> &str {
+        &self.contact.server
+    }
+
     /// A failed request, described for the operator ([`Contact::diagnose`]).
     pub fn diagnose(&self, error: &ApiError) -> Problem {
         self.contact.diagnose(error)
@@ -323,14 +328,40 @@ impl EventsApi {
         self.get(&uri).await.map(drop)
     }
 
+    /// Whether the server still serves `resource_version`: one list of at most one event at
+    /// exactly that version. kube-apiserver answers 410 for a compacted version and, after
+    /// waiting about 3 s for its cache, 504 `ResourceVersionTooLarge` for one ahead of it.
+    pub async fn check_version(&self, resource_version: &str) -> Result<VersionAnswer, ApiError> {
+        let uri = format!(
+            "{}?limit=1&resourceVersion={}&resourceVersionMatch=Exact{}",
+            self.collection,
+            percent_encode(resource_version),
+            self.selectors
+        );
+        let (status, bytes) = self.send_whole(&uri).await?;
+        if status.is_success() {
+            return Ok(VersionAnswer::Served);
+        }
+        if let Ok(s) = frame::parse_status(&bytes)
+            && s.causes.iter().any(|c| c == "ResourceVersionTooLarge")
+        {
+            let message = s.message.as_deref().unwrap_or_default();
+            return Ok(VersionAnswer::Ahead {
+                current: current_version(message).map(str::to_owned),
+                message: message.to_owned(),
+            });
+        }
+        match self.answer_error(status, &bytes) {
+            ApiError::Status {
+                code: 410, message, ..
+            } => Ok(VersionAnswer::Expired(message)),
+            e => Err(e),
+        }
+    }
+
     /// A whole response body, or the `Status` of an error answer.
     async fn get(&self, uri: &str) -> Result<Bytes, ApiError> {
-        let (status, body) = self.send(uri).await?;
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| ApiError::Body(e.to_string()))?
-            .to_bytes();
+        let (status, bytes) = self.send_whole(uri).await?;
         if status.is_success() {
             Ok(bytes)
         } else {
@@ -377,6 +408,17 @@ impl EventsApi {
         self.open_watch(&uri).await
     }
 
+    /// The answer's status and whole body.
+    async fn send_whole(&self, uri: &str) -> Result<(StatusCode, Bytes), ApiError> {
+        let (status, body) = self.send(uri).await?;
+        let bytes = body
+            .collect()
+            .await
+            .map_err(|e| ApiError::Body(e.to_string()))?
+            .to_bytes();
+        Ok((status, bytes))
+    }
+
     async fn send(&self, uri: &str) -> Result<(StatusCode, Body), ApiError> {
         let request = Request::get(uri)
             .header(http::header::ACCEPT, "application/json")
@@ -390,6 +432,29 @@ impl EventsApi {
         let status = response.status();
         Ok((status, response.into_body()))
     }
+}
+
+/// What the server says of a saved resourceVersion ([`EventsApi::check_version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionAnswer {
+    Served,
+    /// 410: compacted away; the server's message.
+    Expired(String),
+    /// 504 `ResourceVersionTooLarge`: the version is ahead of the server, whose history
+    /// started again. `current` is the server's version, when its message names it.
+    Ahead {
+        current: Option<String>,
+        message: String,
+    },
+}
+
+/// `206` of "Timeout: Too large resource version: 99999, current: 206".
+fn current_version(message: &str) -> Option<&str> {
+    let rest = &message[message.rfind("current: ")? + "current: ".len()..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(rest.len());
+    (end > 0).then(|| &rest[..end])
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters: any text (continue tokens,
@@ -414,6 +479,20 @@ mod tests {
     fn continue_tokens_survive_the_query_string() {
         assert_eq!(percent_encode("eyJ2Ijo+/="), "eyJ2Ijo%2B%2F%3D");
         assert_eq!(percent_encode("12345"), "12345");
+    }
+
+    #[test]
+    fn the_servers_current_version_is_read_from_a_too_large_answer() {
+        let body = crate::wire::frame::tests::fixture("list-rv-too-large.json");
+        let status = frame::parse_status(&body).unwrap();
+        assert_eq!(status.causes, ["ResourceVersionTooLarge"]);
+        assert_eq!(status.code, Some(504));
+        assert_eq!(
+            current_version(status.message.as_deref().unwrap()),
+            Some("206")
+        );
+        assert_eq!(current_version("Too large resource version"), None);
+        assert_eq!(current_version("current: "), None);
     }
 
     #[test]

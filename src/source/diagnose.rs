@@ -57,7 +57,7 @@ pub const RBAC_MANIFEST: &str = "/usr/share/doc/kube-event-pipe/rbac.yaml";
 
 impl Contact {
     /// `user "u" of context "c" in kubeconfig /path`, or what of it is known.
-    fn identity(&self) -> String {
+    pub fn identity(&self) -> String {
         let mut parts = Vec::new();
         if let Some(u) = &self.user {
             parts.push(format!("user \"{u}\""));

@@ -18,6 +18,7 @@ use super::api::{ApiError, LIVE_BATCH_WAIT, SYNC_BATCH_WAIT, WatchBody};
 use super::backoff::Backoff;
 use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;
+use super::doubt::EmptyAnswers;
 use super::watcher::{REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
 use crate::metrics::Request;
 use crate::wire::bookmark;
@@ -37,6 +38,16 @@ pub struct InitialSync {
     paged: bool,
 }
 
+/// How an initial sync went.
+pub(super) enum Synced {
+    /// Everything is written up to this version; a streaming list's connection goes on.
+    At(String, Option<Opened>),
+    /// A failure, already waited out.
+    Retry,
+    /// The streaming list was answered with an empty body (not yet waited out).
+    Empty,
+}
+
 /// A streaming list's connection after its end bookmark: it goes on as the live watch.
 pub struct Opened {
     pub body: WatchBody,
@@ -51,6 +62,8 @@ enum Streamed {
     NoEndBookmark,
     /// A failure, already waited out.
     Retry,
+    /// 200 and a body that ended without a byte.
+    Empty,
 }
 
 /// What ends the initial events.
@@ -61,17 +74,18 @@ enum InitialEnd {
 
 impl Watcher<'_> {
     /// Lists every selected event: by streaming list while the server offers one, else in
-    /// pages. Returns the version to watch from, with the streaming list's open connection;
-    /// Ok(None) after a failure that was waited out.
+    /// pages. Returns the version to watch from, with the streaming list's open connection.
     pub(super) async fn initial_sync(
         &mut self,
         sync: &mut InitialSync,
         backoff: &mut Backoff,
-    ) -> Result<Option<(String, Option<Opened>)>, Stopped> {
+        empties: &mut EmptyAnswers,
+    ) -> Result<Synced, Stopped> {
         if !sync.paged {
-            match self.stream_list(backoff).await? {
-                Streamed::Synced(rv, opened) => return Ok(Some((rv, Some(opened)))),
-                Streamed::Retry => return Ok(None),
+            match self.stream_list(backoff, empties).await? {
+                Streamed::Synced(rv, opened) => return Ok(Synced::At(rv, Some(opened))),
+                Streamed::Retry => return Ok(Synced::Retry),
+                Streamed::Empty => return Ok(Synced::Empty),
                 Streamed::Unsupported(cause) => {
                     tracing::info!(
                         error = %cause,
@@ -87,14 +101,21 @@ impl Watcher<'_> {
             }
             sync.paged = true;
         }
-        Ok(self.list_all(backoff).await?.map(|rv| (rv, None)))
+        Ok(match self.list_all(backoff).await? {
+            Some(rv) => Synced::At(rv, None),
+            None => Synced::Retry,
+        })
     }
 
     fn end_bookmark_bound(&self) -> Duration {
         END_BOOKMARK_BOUND.min(self.idle_timeout)
     }
 
-    async fn stream_list(&mut self, backoff: &mut Backoff) -> Result<Streamed, Stopped> {
+    async fn stream_list(
+        &mut self,
+        backoff: &mut Backoff,
+        empties: &mut EmptyAnswers,
+    ) -> Result<Streamed, Stopped> {
         self.progress.listing();
         // As for any watch: the server ends it a little after our own idle bound.
         let timeout = self.idle_timeout.as_secs() + 30;
@@ -128,6 +149,7 @@ impl Watcher<'_> {
         let mut scratch = String::new();
         let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
         let mut ready: Option<Result<Option<Bytes>, ApiError>> = None;
+        let mut got_data = false;
         loop {
             let chunk = match ready.take() {
                 Some(c) => Some(c),
@@ -150,6 +172,7 @@ impl Watcher<'_> {
                     let problem = self.api.diagnose(&e);
                     return self.stream_failed(backoff, &problem).await;
                 }
+                Some(Ok(None)) if !got_data => return Ok(Streamed::Empty),
                 Some(Ok(None)) => {
                     let cause = "the streaming list ended before its end bookmark";
                     return self
@@ -161,6 +184,10 @@ impl Watcher<'_> {
                     b
                 }
             };
+            if !got_data {
+                got_data = true;
+                self.data_again(empties, backoff);
+            }
             let mut lines = buf.start(&bytes);
             let mut end = None;
             while let Some(line) = lines.next_line() {

@@ -11,9 +11,10 @@ use tokio::sync::watch;
 
 use super::api::{ApiError, EventsApi, WatchBody};
 use super::backoff::{Backoff, HEARTBEAT_EVERY};
+use super::doubt::{Checked, Doubt, EMPTY_WITHIN, EmptyAnswers, RELIST_AFTER_EMPTY};
 use super::selection::SelectionRejected;
-use super::watch_list::{InitialSync, Opened};
-use crate::metrics::{Metrics, RelistCause, Request};
+use super::watch_list::{InitialSync, Opened, Synced};
+use crate::metrics::{Dataless, Metrics, RelistCause, Request};
 use crate::pipeline::{Interrupted, Pipeline};
 use crate::service::progress::Progress;
 use crate::source::backoff::sleep_alive;
@@ -41,8 +42,11 @@ pub struct Watcher<'a> {
 
 /// How one watch connection ended.
 pub(super) enum WatchEnd {
-    /// The server closed it (timeoutSeconds) or it went idle: resume at once.
+    /// It carried frames, then the server closed it (timeoutSeconds) or it went idle: resume
+    /// at once.
     Resume,
+    /// It carried no frame at all: not progress ([`super::doubt`]).
+    Dataless(Dataless),
     /// The version is too old: list again.
     Gone,
     Failed(Problem),
@@ -64,22 +68,67 @@ impl Watcher<'_> {
         if rv.is_none() {
             self.metrics.relist(RelistCause::Start);
         }
+        // A version saved by an earlier run is checked before it is watched from: the server
+        // may have compacted it, or started its history again, meanwhile.
+        let mut doubt = rv.as_ref().map(|_| Doubt::Restart);
         let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
         let mut last_persist = Instant::now();
         let mut sync = InitialSync::default();
+        let mut empties = EmptyAnswers::default();
+        // Empty watches in a row from the version watched from.
+        let mut empty_from_version = 0u32;
         loop {
             if *self.shutdown.borrow() {
                 break;
             }
             let mut opened = None;
             let start = match rv.take() {
-                Some(v) => v,
-                None => match self.initial_sync(&mut sync, &mut backoff).await {
-                    Ok(Some((v, stream))) => {
+                Some(v) => {
+                    if let Some(why) = doubt {
+                        match self.check_version(&v, why, &mut backoff).await {
+                            Ok(Checked::Watch) => doubt = None,
+                            Ok(Checked::Relist) => {
+                                doubt = None;
+                                empty_from_version = 0;
+                                continue;
+                            }
+                            Ok(Checked::Retry) => {
+                                rv = Some(v);
+                                continue;
+                            }
+                            Err(Stopped) => {
+                                rv = Some(v);
+                                break;
+                            }
+                        }
+                        if empty_from_version >= RELIST_AFTER_EMPTY {
+                            self.give_up_version(&v, empty_from_version);
+                            empty_from_version = 0;
+                            continue;
+                        }
+                    }
+                    v
+                }
+                None => match self
+                    .initial_sync(&mut sync, &mut backoff, &mut empties)
+                    .await
+                {
+                    Ok(Synced::At(v, stream)) => {
                         opened = stream;
                         v
                     }
-                    Ok(None) => continue,
+                    Ok(Synced::Retry) => continue,
+                    Ok(Synced::Empty) => {
+                        let what = "the streaming list of all events";
+                        if self
+                            .dataless(Dataless::Empty, what, &mut empties, &mut backoff)
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                        continue;
+                    }
                     Err(Stopped) => break,
                 },
             };
@@ -91,13 +140,29 @@ impl Watcher<'_> {
                     &mut backoff,
                     &mut last_persist,
                     opened,
+                    &mut empties,
                 )
                 .await;
             rv = Some(committed);
             match end {
-                WatchEnd::Resume => {}
+                WatchEnd::Resume => empty_from_version = 0,
+                WatchEnd::Dataless(kind) => {
+                    if kind == Dataless::Empty {
+                        empty_from_version += 1;
+                    }
+                    let what = format!("the watch from resourceVersion {start}");
+                    if self
+                        .dataless(kind, &what, &mut empties, &mut backoff)
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    doubt = Some(Doubt::Dataless(kind, empty_from_version));
+                }
                 WatchEnd::Stopped => break,
                 WatchEnd::Gone => {
+                    empty_from_version = 0;
                     tracing::info!(
                         "the saved resourceVersion has expired on the server; listing all events again"
                     );
@@ -115,6 +180,7 @@ impl Watcher<'_> {
                     {
                         break;
                     }
+                    doubt.get_or_insert(Doubt::Failure);
                 }
             }
         }
@@ -250,9 +316,12 @@ impl Watcher<'_> {
         backoff: &mut Backoff,
         last_persist: &mut Instant,
         opened: Option<Opened>,
+        empties: &mut EmptyAnswers,
     ) -> WatchEnd {
         // A chunk that was already there when the previous one was done.
         let mut ready = None;
+        // A streaming list's connection has carried the list already.
+        let mut got_data = opened.is_some();
         let mut body: WatchBody = match opened {
             Some(o) => {
                 if !o.rest.is_empty() {
@@ -265,8 +334,12 @@ impl Watcher<'_> {
                 Err(end) => return end,
             },
         };
-        backoff.success("watching events");
-        self.progress.watching(from);
+        let answered = tokio::time::Instant::now();
+        // While watches come back empty, an answer is no success yet: data is.
+        if empties.in_a_row() == 0 {
+            backoff.success("watching events");
+            self.progress.watching(from);
+        }
         tracing::debug!(resource_version = from, "watch established");
 
         let mut buf = LineBuf::new();
@@ -293,6 +366,7 @@ impl Watcher<'_> {
             };
             self.metrics.watch_chunk(&chunk);
             let bytes = match chunk {
+                Err(_) if !got_data => return WatchEnd::Dataless(Dataless::Silent),
                 Err(_) => {
                     tracing::info!(
                         idle_secs = self.idle_timeout.as_secs(),
@@ -301,6 +375,13 @@ impl Watcher<'_> {
                     return WatchEnd::Resume;
                 }
                 Ok(Err(e)) => return WatchEnd::Failed(self.api.diagnose(&e)),
+                Ok(Ok(None)) if !got_data => {
+                    return WatchEnd::Dataless(if answered.elapsed() < EMPTY_WITHIN {
+                        Dataless::Empty
+                    } else {
+                        Dataless::Silent
+                    });
+                }
                 Ok(Ok(None)) => {
                     if buf.partial_len() > 0 {
                         tracing::debug!(
@@ -312,6 +393,12 @@ impl Watcher<'_> {
                 }
                 Ok(Ok(Some(b))) => b,
             };
+            if !got_data {
+                got_data = true;
+                if self.data_again(empties, backoff) {
+                    self.progress.watching(from);
+                }
+            }
             idle_deadline = tokio::time::Instant::now() + self.idle_timeout;
             let mut lines = buf.start(&bytes);
             let mut end = None;

@@ -269,6 +269,8 @@ pub struct Status<'a> {
     pub message: Option<Cow<'a, str>>,
     /// An expired `continue` answer carries a fresh token to carry on with.
     pub continue_token: Option<Cow<'a, str>>,
+    /// The `reason` of each of `details.causes` (e.g. `ResourceVersionTooLarge`).
+    pub causes: Vec<Cow<'a, str>>,
 }
 
 impl Status<'_> {
@@ -301,7 +303,21 @@ struct RawStatusMeta<'a> {
 }
 
 #[derive(Deserialize)]
+struct RawCause<'a> {
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawDetails<'a> {
+    #[serde(borrow, default)]
+    causes: Vec<RawCause<'a>>,
+}
+
+#[derive(Deserialize)]
 struct RawStatus<'a> {
+    #[serde(borrow, default)]
+    details: Option<RawDetails<'a>>,
     #[serde(default)]
     code: Option<i32>,
     #[serde(borrow, default)]
@@ -326,6 +342,10 @@ pub fn parse_status(bytes: &[u8]) -> Result<Status<'_>, FrameError> {
             .metadata
             .and_then(|m| m.continue_token)
             .filter(|c| !c.is_empty()),
+        causes: raw
+            .details
+            .map(|d| d.causes.into_iter().filter_map(|c| c.reason).collect())
+            .unwrap_or_default(),
     })
 }
 

@@ -2,3 +2,4 @@
 pub mod daemon;
 pub mod fake_apiserver;
 pub mod notify;
+pub mod scenario;

@@ -27,32 +27,14 @@ INCLUDE=systemd,systemd-sysv,dbus,logrotate,procps,ca-certificates,rpm
 TARBALL=$CACHE/bookworm-rootfs.tar
 TIMEOUT=${KEP_SYSTEMCTL_TIMEOUT:-60}
 
-PASSED=0
-FAILED=0
 WORK=
 NSPAWN_PID=
 CPID=
 FAKE_PID=
 
-log() { printf '%s\n' "$*"; }
-die() {
-    printf 'system test: cannot run: %s\n' "$*" >&2
-    exit 2
-}
-pass() {
-    PASSED=$((PASSED + 1))
-    log "PASS: $*"
-}
-fail() {
-    FAILED=$((FAILED + 1))
-    log "FAIL: $*"
-}
-# check "what" command...: PASS when the command succeeds.
-check() {
-    local what=$1
-    shift
-    if "$@"; then pass "$what"; else fail "$what"; fi
-}
+TEST_NAME="system test"
+# shellcheck source=tests/support/harness.sh
+. "$REPO/tests/support/harness.sh"
 
 # ---- the container -------------------------------------------------------------------------
 
@@ -169,15 +151,7 @@ start_fake() {
     fi
     [ -x "$fake" ] || die "no fake API server at $fake"
     log "== starting the fake API server ($fake)"
-    "$fake" --port 0 --events 50 --tls --token system-test-token \
-        --kubeconfig "$WORK/fake.kubeconfig" >"$WORK/fake.out" 2>"$WORK/fake.err" &
-    FAKE_PID=$!
-    for _ in $(seq 1 100); do
-        [ "$(wc -l <"$WORK/fake.out")" -ge 2 ] && break
-        sleep 0.1
-    done
-    ADMIN=$(sed -n 2p "$WORK/fake.out")
-    [ -n "$ADMIN" ] || die "the fake API server did not start: $(cat "$WORK/fake.err")"
+    start_fake "$fake" system-test-token
     log "   API $(sed -n 1p "$WORK/fake.out"), admin $ADMIN"
     doc_kubeconfig
 }
@@ -340,6 +314,12 @@ check_started() {
     check "$fmt: no warning about a config file or kubeconfig readable by others" \
         sh -c '! printf "%s" "$1" | grep "readable by every local user"' _ "$(in_ct journalctl -u kube-event-pipe.service --no-pager -o cat)"
     check_metrics "$fmt"
+    # An operator runs the daemon by hand with the packaged config while the service runs.
+    local out rc=0
+    out=$(in_ct timeout 20 kube-event-pipe 2>&1) || rc=$?
+    check "$fmt: a second daemon run by hand exits 2 (got $rc), naming the state directory and the service's pid" \
+        sh -c '[ "$1" = 2 ] && printf "%s" "$2" | grep -q "another kube-event-pipe (pid $3) is using the state directory /var/lib/kube-event-pipe"' \
+        _ "$rc" "$out" "$(prop MainPID)"
 }
 
 # check_metrics FORMAT: the packaged config serves the endpoints on 127.0.0.1:9784 (the

@@ -13,7 +13,7 @@ use super::json::json_str;
 use super::realistic::{realistic_event, realistic_key};
 use super::serve::{Body, json_response, parse_bool, parse_query};
 use super::watches::watch_object;
-use super::{Failure, FakeApiServer, MALFORMED_FRAME, Shared, Target, lock};
+use super::{EmptyWatches, Failure, FakeApiServer, MALFORMED_FRAME, Shared, Target, lock};
 
 impl FakeApiServer {
     fn from_shared_ref(shared: &Arc<Shared>) -> AdminHandle {
@@ -107,6 +107,11 @@ pub(super) async fn handle_admin(shared: &Arc<Shared>, req: Request<Incoming>) -
                 500,
             )
         }
+        (Method::POST, ["fake", "restore"]) => {
+            let rv: u64 = query.get("rv").and_then(|s| s.parse().ok()).unwrap_or(100);
+            h.as_server(|s| s.restore_history(rv));
+            rv_json(Ok(rv), 500)
+        }
         (Method::POST, ["fake", "compact"]) => rv_json(Ok(h.as_server(|s| s.compact())), 500),
         (Method::POST, ["fake", "prepared", "start"]) => {
             h.as_server(|s| s.start_prepared());
@@ -184,7 +189,8 @@ fn admin_err(code: u16, msg: &str) -> Response<Body> {
 /// `{"fault":"drop_watches","half_frame":true}`, `{"fault":"stall"}`, `{"fault":"unstall"}`,
 /// `{"fault":"malformed"[,"line":"..."]}`, `{"fault":"expire_watches"}`,
 /// `{"fault":"fail","status":500|429|503,"count":N[,"retry_after":S][,"target":"any|list|watch"]}`,
-/// `{"fault":"refuse_lease_updates","holder":"cp-1"}`, `{"fault":"clear"}`.
+/// `{"fault":"refuse_lease_updates","holder":"cp-1"}`, `{"fault":"clear"}`,
+/// `{"fault":"empty_watches","which":"expired|all|off"}`.
 fn admin_fault(h: &AdminHandle, body: &str) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     let fault = v
@@ -206,6 +212,14 @@ fn admin_fault(h: &AdminHandle, body: &str) -> Result<(), String> {
                     .unwrap_or(MALFORMED_FRAME),
             ),
             "expire_watches" => s.expire_watches(),
+            "empty_watches" => s.set_empty_watches(
+                match v.get("which").and_then(|w| w.as_str()).unwrap_or("all") {
+                    "off" => EmptyWatches::Off,
+                    "expired" => EmptyWatches::Expired,
+                    "all" => EmptyWatches::All,
+                    w => return Err(format!("unknown empty_watches {w}")),
+                },
+            ),
             "refuse_lease_updates" => s.refuse_lease_updates(
                 v.get("holder")
                     .and_then(|h| h.as_str())

@@ -6,7 +6,10 @@ use http::{HeaderValue, Response};
 
 use super::serve::{Body, json_response, status_json};
 use super::watches::WatchMsg;
-use super::{Failure, FakeApiServer, MALFORMED_FRAME, Shared, Target, WATCH_EXPIRED_FRAME, lock};
+use super::{
+    EmptyWatches, Failure, FakeApiServer, MALFORMED_FRAME, Shared, Target, WATCH_EXPIRED_FRAME,
+    lock,
+};
 
 pub(super) struct PendingFailure {
     target: Target,
@@ -51,6 +54,20 @@ impl FakeApiServer {
         self.inject_watch_line(MALFORMED_FRAME);
     }
 
+    /// Ends every open watch cleanly, as the server's `timeoutSeconds` does (after what was
+    /// queued for it); changes from now on reach only watches opened later.
+    pub fn end_watches(&self) {
+        let mut store = lock(&self.shared.store);
+        store.broadcast(|| WatchMsg::End);
+        store.watchers.clear();
+    }
+
+    /// Puts a front end in front of the server that answers some watches `200` with an empty
+    /// body ([`EmptyWatches`]); `Off` takes it away.
+    pub fn set_empty_watches(&self, which: EmptyWatches) {
+        *lock(&self.shared.empty_watches) = which;
+    }
+
     /// Sends the in-stream 410 ERROR frame to every open watch, then ends them cleanly.
     pub fn expire_watches(&self) {
         let b = Bytes::from(format!("{WATCH_EXPIRED_FRAME}\n"));
@@ -84,6 +101,7 @@ impl FakeApiServer {
     pub fn clear_faults(&self) {
         lock(&self.shared.failures).clear();
         lock(&self.shared.lease_refusals).clear();
+        self.set_empty_watches(EmptyWatches::Off);
         self.set_stalled(false);
     }
 }

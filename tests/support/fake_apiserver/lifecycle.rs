@@ -76,6 +76,7 @@ impl FakeApiServer {
             denied_user: Mutex::new(None),
             streaming_fault: Mutex::new(None),
             held: Mutex::new(Vec::new()),
+            empty_watches: Mutex::new(super::EmptyWatches::Off),
             opts,
         });
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", shared.opts.port))

@@ -132,6 +132,10 @@ pub struct Options {
     /// chunking too: every watch frame (initial or live) is its own HTTP chunk, flushed on its
     /// own, as kube-apiserver flushes each watch event.
     pub initial_event_delay: Duration,
+    /// How long a list at a resourceVersion ahead of the store waits before its 504
+    /// `ResourceVersionTooLarge`: the real server waited about 3 s for its cache to catch up
+    /// (`list-rv-too-large.json`).
+    pub too_large_wait: Duration,
 }
 
 impl Default for Options {
@@ -151,6 +155,7 @@ impl Default for Options {
             list_page_delay: Duration::from_millis(20),
             list_item_delay: Duration::ZERO,
             initial_event_delay: Duration::ZERO,
+            too_large_wait: Duration::from_secs(3),
         }
     }
 }
@@ -184,6 +189,19 @@ pub enum Target {
     List,
     /// `GET` on an events collection with `watch=...`.
     Watch,
+}
+
+/// Which watches a front end in front of the server answers `200` with an empty body, as some
+/// were seen to do for an expired version (kubernetes/kubernetes#104171, #137089).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EmptyWatches {
+    /// None: every watch is answered as kube-apiserver answers it.
+    #[default]
+    Off,
+    /// Watches from a compacted version, instead of the in-stream 410 `ERROR` frame.
+    Expired,
+    /// Every watch, streaming lists included: a broken proxy.
+    All,
 }
 
 /// One request the fake received (admin requests are not recorded).
@@ -224,6 +242,13 @@ impl RecordedRequest {
     pub fn is_list(&self) -> bool {
         self.method == "GET" && self.is_events() && !self.is_watch()
     }
+    /// A list of at most one event at one exact resourceVersion: the daemon's check whether a
+    /// saved version is still served, which lists no events worth the name.
+    pub fn is_version_check(&self) -> bool {
+        self.is_list()
+            && self.param("limit") == Some("1")
+            && self.param("resourceVersionMatch") == Some("Exact")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,6 +286,8 @@ struct Shared {
     streaming_fault: Mutex<Option<watch_list::StreamingFault>>,
     /// Channels of held streaming lists, kept open so that their connections stay silent.
     held: Mutex<Vec<tokio::sync::mpsc::UnboundedSender<watches::WatchMsg>>>,
+    /// [`FakeApiServer::set_empty_watches`].
+    empty_watches: Mutex<EmptyWatches>,
 }
 
 /// When the prepared watch body was handed to the connection (wall clock, for other processes).
@@ -300,10 +327,20 @@ impl FakeApiServer {
         lock(&self.shared.requests).clear();
     }
 
+    /// List requests, not counting the daemon's `limit=1` checks of a saved version.
     pub fn list_request_count(&self) -> usize {
         lock(&self.shared.requests)
             .iter()
-            .filter(|r| r.is_list())
+            .filter(|r| r.is_list() && !r.is_version_check())
+            .count()
+    }
+
+    /// The daemon's checks whether a saved version is still served
+    /// ([`RecordedRequest::is_version_check`]).
+    pub fn version_check_count(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.is_version_check())
             .count()
     }
 

@@ -92,6 +92,22 @@ impl FakeApiServer {
         lock(&self.shared.store).compact()
     }
 
+    /// The cluster's history starts over, as after an etcd restore from a backup taken before
+    /// any of today's events, or a rebuilt control plane: every event is gone, versions count
+    /// on from `rv` (below what clients saved), and open watches end (the API server restarts
+    /// with its etcd).
+    pub fn restore_history(&self, rv: u64) {
+        let mut store = lock(&self.shared.store);
+        store.broadcast(|| super::watches::WatchMsg::End);
+        store.watchers.clear();
+        store.keys.clear();
+        store.log.clear();
+        store.live = 0;
+        store.rv = rv;
+        store.compact_rv = rv;
+        *lock(&self.shared.list_snapshot) = None;
+    }
+
     pub fn current_rv(&self) -> u64 {
         lock(&self.shared.store).rv
     }

@@ -210,6 +210,15 @@ async fn handle(shared: Arc<Shared>, client_cert: bool, req: Request<Incoming>) 
         if !cost.is_zero() {
             tokio::time::sleep(cost).await;
         }
+        // The real server waits for its cache to reach a version ahead of it before it gives
+        // up with 504.
+        let ahead = rec
+            .param("resourceVersion")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|rv| rv > lock(&shared.store).rv);
+        if ahead && rec.param("continue").is_none() {
+            tokio::time::sleep(shared.opts.too_large_wait).await;
+        }
     }
 
     let resp = route(
@@ -300,15 +309,16 @@ pub(super) fn bad_request(msg: &str, pretty_print: bool) -> Response<Body> {
     )
 }
 
+/// The 504 of `list-rv-too-large.json`.
 pub(super) fn too_large_rv(rv: u64, current: u64, pretty_print: bool) -> Response<Body> {
     json_response(
         504,
         status_json(
             504,
             "Timeout",
-            &format!("Too large resource version: {rv}, current: {current}"),
+            &format!("Timeout: Too large resource version: {rv}, current: {current}"),
             Some(
-                r#"{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}],"retryAfterSeconds":1}"#,
+                r#"{"causes":[{"reason":"ResourceVersionTooLarge","message":"Too large resource version"}]}"#,
             ),
             "{}",
         ),

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::selectors::Selection;
 use super::serve::{Body, bad_request, parse_bool, too_large_rv};
 use super::watch_list;
-use super::{FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
+use super::{EmptyWatches, FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
 
 /// `{"kind":"Event","apiVersion":"v1",<stored members>}`.
 pub(super) fn watch_object(body: &str) -> String {
@@ -79,6 +79,10 @@ pub(super) fn watch_response(
     };
     if let Some(refused) = watch_list::invalid_options(shared, rec, true, pretty_print) {
         return refused;
+    }
+    let empty_watches = *lock(&shared.empty_watches);
+    if empty_watches == EmptyWatches::All {
+        return empty_response(shared);
     }
     let bookmarks = rec.param("allowWatchBookmarks").is_some_and(parse_bool);
     let send_initial = rec.param("sendInitialEvents").is_some_and(parse_bool);
@@ -154,6 +158,9 @@ pub(super) fn watch_response(
             };
             if rv < store.compact_rv {
                 drop(store);
+                if empty_watches == EmptyWatches::Expired {
+                    return empty_response(shared);
+                }
                 return stream_response(
                     Box::new(std::iter::once(Bytes::from(format!(
                         "{WATCH_EXPIRED_FRAME}\n"
@@ -165,7 +172,18 @@ pub(super) fn watch_response(
                 );
             }
             if rv > store.rv {
-                return too_large_rv(rv, store.rv, pretty_print);
+                // As `watch-rv-too-large.jsonl`: 200, then nothing at all (not even bookmarks)
+                // until timeoutSeconds ends it.
+                drop(store);
+                let (tx, rx) = mpsc::unbounded_channel();
+                lock(&shared.held).push(tx);
+                return stream_response(
+                    Box::new(std::iter::empty()),
+                    Some(rx),
+                    shared,
+                    false,
+                    timeout,
+                );
             }
             let mut chunk = String::new();
             for e in store
@@ -198,6 +216,11 @@ pub(super) fn watch_response(
             .chain(initial_events.into_iter().flatten()),
     );
     stream_response_gated(frames, rx, shared, bookmarks, timeout, gated)
+}
+
+/// `200` and a body that ends at once, without a byte.
+fn empty_response(shared: &Arc<Shared>) -> Response<Body> {
+    stream_response(Box::new(std::iter::empty()), None, shared, false, None)
 }
 
 /// A watch's first frames, produced as they are sent rather than all at once (a streaming

@@ -1,0 +1,113 @@
+//! Steps that scenarios share: start a daemon on a layout (optionally with a NOTIFY_SOCKET and
+//! the metrics endpoint), read what it saved, ask its health endpoints, and check that the
+//! output holds each of the server's events exactly once.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use super::daemon::{Daemon, Layout, command, lines};
+use super::fake_apiserver::FakeApiServer;
+use super::notify::Listener;
+
+const T: Duration = Duration::from_secs(30);
+
+/// The daemon with the layout's usual arguments plus `extra`; with `listener`, systemd's
+/// NOTIFY_SOCKET too.
+pub fn start(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Daemon {
+    let mut args = layout.args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = command(&args);
+    if let Some(l) = listener {
+        cmd.env("NOTIFY_SOCKET", &l.path);
+    }
+    Daemon::spawn(cmd.stdout(Stdio::null()))
+}
+
+/// The metrics endpoint's address, once the daemon has logged it (`--metrics-address
+/// 127.0.0.1:0`).
+pub fn metrics_addr(d: &Daemon) -> SocketAddr {
+    let needle = "serving metrics on http://";
+    assert!(d.wait_for_log(needle, T), "{}", d.stderr());
+    let log = d.stderr();
+    let rest = &log[log.find(needle).unwrap() + needle.len()..];
+    rest[..rest.find('/').unwrap()].parse().unwrap()
+}
+
+/// An HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    /// The head, lower-cased.
+    pub headers: String,
+    pub body: String,
+}
+
+/// One HTTP/1.1 GET on a fresh connection (the daemon's server is tested, not a client).
+pub fn http_request(addr: SocketAddr, path: &str, accept: Option<&str>) -> Answer {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    Answer {
+        status: head.split(' ').nth(1).unwrap().parse().unwrap(),
+        headers: head.to_ascii_lowercase(),
+        body: body.to_string(),
+    }
+}
+
+/// One GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let a = http_request(addr, path, None);
+    (a.status, a.body)
+}
+
+/// The value of one series in a `/metrics` scrape (`name{labels}` as exposed), or None.
+pub fn metric(addr: SocketAddr, series: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The resourceVersion the daemon saved, if any.
+pub fn saved_version(layout: &Layout) -> Option<String> {
+    std::fs::read_to_string(layout.state().join("resource_version"))
+        .ok()
+        .map(|s| s.lines().next().unwrap_or("").to_string())
+}
+
+/// The output holds no line twice, and exactly the lines of `expected` (the server's events
+/// as its watch frames carry them, gathered over its whole history).
+pub fn assert_each_once(out: &Path, expected: &HashSet<String>, log: &str) {
+    let out = lines(out);
+    let set: HashSet<&String> = out.iter().collect();
+    let doubled = out.len() - set.len();
+    assert_eq!(doubled, 0, "{doubled} lines written twice; log:\n{log}");
+    let got: HashSet<String> = out.into_iter().collect();
+    let lost: Vec<&String> = expected.difference(&got).collect();
+    let extra: Vec<&String> = got.difference(expected).collect();
+    assert!(
+        lost.is_empty() && extra.is_empty(),
+        "{} events lost, {} lines not the server's; first lost: {:?}; log:\n{log}",
+        lost.len(),
+        extra.len(),
+        lost.first()
+    );
+}
+
+/// The server's events now, as the daemon writes them.
+pub fn server_lines(api: &FakeApiServer) -> HashSet<String> {
+    api.object_lines().into_iter().collect()
+}
