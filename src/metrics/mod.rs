@@ -20,7 +20,7 @@ use tokio::time::error::Elapsed;
 
 use crate::dedup::StoreStats;
 use crate::pipeline::Counters;
-use crate::source::api::ApiError;
+use crate::source::api_error::ApiError;
 
 /// The requests the source makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
-//! The two requests the daemon makes, with raw bodies: kube's typed API would re-serialize the
-//! events, and they must be written byte for byte.
+//! The requests the daemon makes (lists, watches, streaming lists, a version check), with raw
+//! bodies: kube's typed API would re-serialize the events, and they must be written byte for
+//! byte.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +14,8 @@ use kube::client::Body;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::api_error::ApiError;
+use super::query::percent_encode;
 use super::selection::{RejectionSlot, Selection};
 use crate::source::diagnose::{Contact, Problem};
 use crate::wire::frame;
@@ -24,53 +27,6 @@ use crate::wire::frame;
 /// is written: 2000 raised the sync's peak from 14.7 to 20.0 MiB; 5000 would save another
 /// 0.5 s for some 8 MiB more.
 pub const PAGE_LIMIT: u32 = 2000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("request failed: {0}")]
-    Transport(#[source] kube::Error),
-    #[error("reading the response failed: {0}")]
-    Body(String),
-    /// A `Status` answer (HTTP error, or an in-stream ERROR frame).
-    #[error("API server answered {code}: {message}")]
-    Status {
-        code: u16,
-        reason: String,
-        message: String,
-        /// An expired `continue` answer carries a fresh token.
-        continue_token: Option<String>,
-    },
-}
-
-impl ApiError {
-    /// 410 Gone: the resourceVersion or continue token is older than the server keeps.
-    pub fn is_gone(&self) -> bool {
-        matches!(self, ApiError::Status { code: 410, .. })
-    }
-
-    /// 422 Invalid: the server refused the request's options (for a streaming list: the
-    /// WatchList feature is off, or the server predates it).
-    pub fn is_invalid(&self) -> bool {
-        matches!(self, ApiError::Status { code: 422, .. })
-    }
-
-    pub fn from_status_body(code: u16, body: &[u8]) -> ApiError {
-        match frame::parse_status(body) {
-            Ok(s) => ApiError::Status {
-                code: s.code.and_then(|c| u16::try_from(c).ok()).unwrap_or(code),
-                reason: s.reason.unwrap_or_default().into_owned(),
-                message: s.message.unwrap_or_default().into_owned(),
-                continue_token: s.continue_token.map(|c| c.into_owned()),
-            },
-            Err(_) => ApiError::Status {
-                code,
-                reason: String::new(),
-                message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-                continue_token: None,
-            },
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct EventsApi {
@@ -457,29 +413,9 @@ fn current_version(message: &str) -> Option<&str> {
     (end > 0).then(|| &rest[..end])
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters: any text (continue tokens,
-/// resourceVersions, selectors, a namespace) then survives a query string or path segment.
-pub(crate) fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn continue_tokens_survive_the_query_string() {
-        assert_eq!(percent_encode("eyJ2Ijo+/="), "eyJ2Ijo%2B%2F%3D");
-        assert_eq!(percent_encode("12345"), "12345");
-    }
 
     #[test]
     fn the_servers_current_version_is_read_from_a_too_large_answer() {
@@ -493,18 +429,5 @@ mod tests {
         );
         assert_eq!(current_version("Too large resource version"), None);
         assert_eq!(current_version("current: "), None);
-    }
-
-    #[test]
-    fn expired_continue_answer_keeps_its_fresh_token() {
-        let body = br#"{"kind":"Status","apiVersion":"v1","metadata":{"continue":"abc"},"status":"Failure","message":"too old","reason":"Expired","code":410}"#;
-        let e = ApiError::from_status_body(410, body);
-        assert!(e.is_gone());
-        match e {
-            ApiError::Status { continue_token, .. } => {
-                assert_eq!(continue_token.as_deref(), Some("abc"))
-            }
-            other => panic!("{other:?}"),
-        }
     }
 }

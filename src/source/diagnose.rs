@@ -7,7 +7,7 @@
 use std::error::Error as StdError;
 use std::io::ErrorKind;
 
-use crate::source::api::ApiError;
+use crate::source::api_error::ApiError;
 
 /// Where the daemon connects and as whom, for messages. Never holds a credential.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

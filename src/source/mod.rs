@@ -6,11 +6,13 @@
 //! kubectl recording (`replay`).
 
 pub mod api;
+pub mod api_error;
 pub mod backoff;
 pub mod connect;
 pub mod diagnose;
 pub mod doubt;
 pub mod first_contact;
+pub mod query;
 pub mod replay;
 pub mod resume;
 pub mod selection;

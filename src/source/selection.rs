@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Setting, Settings};
 
-use super::api::{ApiError, percent_encode};
+use super::api_error::ApiError;
+use super::query::percent_encode;
 
 #[derive(Debug, Clone, Default)]
 pub struct Selection {

@@ -14,7 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::FutureExt;
 
-use super::api::{ApiError, LIVE_BATCH_WAIT, SYNC_BATCH_WAIT, WatchBody};
+use super::api::{LIVE_BATCH_WAIT, SYNC_BATCH_WAIT, WatchBody};
+use super::api_error::ApiError;
 use super::backoff::Backoff;
 use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use tokio::sync::watch;
 
-use super::api::{ApiError, EventsApi, WatchBody};
+use super::api::{EventsApi, WatchBody};
+use super::api_error::ApiError;
 use super::backoff::{Backoff, HEARTBEAT_EVERY};
 use super::doubt::{Checked, Doubt, EMPTY_WITHIN, EmptyAnswers, RELIST_AFTER_EMPTY};
 use super::selection::SelectionRejected;
