@@ -20,7 +20,7 @@ use super::backoff::Backoff;
 use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;
 use super::doubt::EmptyAnswers;
-use super::watcher::{REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
+use super::watcher::{Opened, REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
 use crate::metrics::Request;
 use crate::wire::bookmark;
 use crate::wire::frame::{self, FrameType};
@@ -47,13 +47,6 @@ pub(super) enum Synced {
     Retry,
     /// The streaming list was answered with an empty body (not yet waited out).
     Empty,
-}
-
-/// A streaming list's connection after its end bookmark: it goes on as the live watch.
-pub struct Opened {
-    pub body: WatchBody,
-    /// What was read after the end bookmark.
-    pub rest: Bytes,
 }
 
 enum Streamed {
