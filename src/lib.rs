@@ -14,7 +14,12 @@
 //! - [`leader`]: leader election across hosts: one writer, handover without loss;
 //! - [`app`]: wires the stages together for one run of the daemon;
 //! - [`service`]: systemd, logging, signals, progress, permissions and exit statuses;
-//! - [`metrics`]: Prometheus metrics and the health endpoints.
+//! - [`metrics`]: Prometheus metrics and the health endpoints;
+//! - [`backoff`]: waiting out failures, shared by the source, the pipeline and leader election.
+//!
+//! Imports run one way: from [`app`] down through the stages to the plain types at the
+//! bottom (`wire`, `config`, and small shared types such as `source::api_error::ApiError`,
+//! `service::progress::Counters` and `backoff::Interrupted`).
 
 pub mod config;
 
@@ -35,3 +40,5 @@ pub mod app;
 pub mod service;
 
 pub mod metrics;
+
+pub mod backoff;

@@ -10,12 +10,13 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
+use crate::backoff::{Interrupted, sleep_alive};
 use crate::dedup::{Probe, Store, StoreStats};
 use crate::leader::hold::Hold;
 use crate::metrics::{Metrics, PipelineTotals, StoreFigures};
+use crate::service::progress::Counters;
 use crate::service::progress::Progress;
 use crate::sink::Sink;
-use crate::source::backoff::sleep_alive;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
 use crate::wire::identity;
@@ -37,13 +38,6 @@ const RETRY_MAX: Duration = Duration::from_secs(30);
 /// What a failing write shows in STATUS= and `/readyz` (`retrying: writing events: …`).
 const WRITING: &str = "writing events";
 
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Counters {
-    pub written: u64,
-    pub skipped: u64,
-    pub malformed: u64,
-}
-
 /// What became of an offered object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Offered {
@@ -53,11 +47,6 @@ pub enum Offered {
     /// Not written: a standby under leader election left it to the leader.
     Followed,
 }
-
-/// Returned by `commit` when shutdown was asked for while the batch could not be written; the
-/// batch stays unmarked, so the next run writes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Interrupted;
 
 pub struct Pipeline {
     store: Store,

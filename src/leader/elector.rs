@@ -27,9 +27,9 @@ use tokio::sync::watch;
 
 use super::gate::Gate;
 use super::lease::{self, LeaseClient, LeaseError};
+use crate::backoff::unit_random;
 use crate::config::Settings;
 use crate::service::progress::Progress;
-use crate::source::backoff::unit_random;
 
 #[derive(Debug, Clone)]
 pub struct ElectionConfig {

@@ -19,7 +19,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::time::error::Elapsed;
 
 use crate::dedup::StoreStats;
-use crate::pipeline::Counters;
+use crate::service::progress::Counters;
 use crate::source::api_error::ApiError;
 
 /// The requests the source makes.

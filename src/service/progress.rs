@@ -4,8 +4,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::pipeline::Counters;
 use crate::source::diagnose::{Problem, Severity};
+
+/// What the pipeline has done with the events it was offered.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub written: u64,
+    pub skipped: u64,
+    pub malformed: u64,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {

@@ -21,9 +21,9 @@
 use std::time::Duration;
 
 use super::api::VersionAnswer;
-use super::backoff::Backoff;
 use super::diagnose::{Problem, Severity};
 use super::watcher::{Stopped, Watcher};
+use crate::backoff::Backoff;
 use crate::metrics::{Dataless, RelistCause, Request};
 
 /// A dataless watch that the server ended sooner than this after its 200 is *empty*: a front

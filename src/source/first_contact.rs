@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::pipeline::Interrupted;
+use crate::backoff::Interrupted;
+use crate::backoff::{Backoff, sleep_alive};
 use crate::service::progress::Progress;
 use crate::source::api::EventsApi;
 use crate::source::api_error::ApiError;
-use crate::source::backoff::{Backoff, sleep_alive};
 
 /// A request the server does not answer within this is abandoned and retried (as in the
 /// watcher).

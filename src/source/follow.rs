@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use super::backoff::Backoff;
 use super::doubt::{Checked, Doubt, EmptyAnswers, RELIST_AFTER_EMPTY};
 use super::selection::SelectionRejected;
 use super::watch_list::{InitialSync, Synced};
 use super::watcher::{Stopped, WatchEnd, Watcher};
+use crate::backoff::Backoff;
 use crate::metrics::{Dataless, RelistCause};
 
 impl Watcher<'_> {

@@ -11,7 +11,6 @@
 
 pub mod api;
 pub mod api_error;
-pub mod backoff;
 pub mod connect;
 pub mod diagnose;
 pub mod doubt;

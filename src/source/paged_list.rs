@@ -2,9 +2,9 @@
 
 use super::api::EventsApi;
 use super::api_error::ApiError;
-use super::backoff::Backoff;
 use super::diagnose::Problem;
 use super::watcher::{REQUEST_TIMEOUT, Stopped, Watcher};
+use crate::backoff::Backoff;
 use crate::metrics::{RelistCause, Request};
 use crate::wire::list_page::ListReader;
 

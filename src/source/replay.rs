@@ -8,7 +8,8 @@ use std::path::Path;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 
-use crate::pipeline::{Interrupted, Pipeline};
+use crate::backoff::Interrupted;
+use crate::pipeline::Pipeline;
 use crate::wire::frame::{self, FrameType};
 use crate::wire::kubectl_stream::Splitter;
 use crate::wire::list_object;

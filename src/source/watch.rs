@@ -6,10 +6,10 @@ use std::time::Instant;
 use futures_util::FutureExt;
 
 use super::api::WatchBody;
-use super::backoff::{Backoff, HEARTBEAT_EVERY};
 use super::diagnose::Problem;
 use super::doubt::{EMPTY_WITHIN, EmptyAnswers};
 use super::watcher::{Opened, PERSIST_EVERY, REQUEST_TIMEOUT, WatchEnd, Watcher};
+use crate::backoff::{Backoff, HEARTBEAT_EVERY};
 use crate::metrics::{Dataless, Request};
 use crate::wire::lines::LineBuf;
 

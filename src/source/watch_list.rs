@@ -16,11 +16,11 @@ use futures_util::FutureExt;
 
 use super::api::{LIVE_BATCH_WAIT, SYNC_BATCH_WAIT, WatchBody};
 use super::api_error::ApiError;
-use super::backoff::Backoff;
-use super::backoff::HEARTBEAT_EVERY;
 use super::diagnose::Problem;
 use super::doubt::EmptyAnswers;
 use super::watcher::{Opened, REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
+use crate::backoff::Backoff;
+use crate::backoff::HEARTBEAT_EVERY;
 use crate::metrics::Request;
 use crate::wire::bookmark;
 use crate::wire::frame::{self, FrameType};

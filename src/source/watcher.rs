@@ -15,11 +15,12 @@ use tokio::sync::watch;
 
 use super::api::{EventsApi, WatchBody};
 use super::api_error::ApiError;
-use super::backoff::Backoff;
+use crate::backoff::Backoff;
+use crate::backoff::Interrupted;
+use crate::backoff::sleep_alive;
 use crate::metrics::{Dataless, Metrics, Request};
-use crate::pipeline::{Interrupted, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::service::progress::Progress;
-use crate::source::backoff::sleep_alive;
 use crate::source::diagnose::Problem;
 use crate::source::resume::ResumePoint;
 use crate::wire::frame::{self, FrameType};

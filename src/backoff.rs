@@ -5,9 +5,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::pipeline::Interrupted;
 use crate::service::progress::Progress;
 use crate::source::diagnose::{Problem, Severity};
+
+/// A wait cut short by a stop signal: a back-off, or a batch that could not be written (it
+/// stays unmarked, so the next run writes it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interrupted;
 
 pub struct Backoff {
     first: Duration,
@@ -108,7 +112,7 @@ impl Backoff {
 }
 
 /// How often a waiting loop shows it is alive (for the systemd watchdog).
-pub(super) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Sleeps `wait`, showing the loop alive meanwhile (a back-off is deliberate waiting, not a
 /// hang); `Interrupted` when shutdown is asked for.
