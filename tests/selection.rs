@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, command, lines, wait_for_lines, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options, RecordedRequest};
+use support::scenario::{expire_version, settle_and_stop, start, wait_for_relist};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -18,13 +19,6 @@ fn event(typ: &str, team: &str) -> String {
     format!(
         r#"{{"metadata":{{"labels":{{"team":"{team}"}}}},"involvedObject":{{"kind":"Pod","name":"web-0"}},"reason":"Tested","message":"m","count":1,"type":"{typ}"}}"#
     )
-}
-
-fn start(layout: &Layout, extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = layout.args();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&args)
 }
 
 fn setup() -> (FakeApiServer, Layout) {
@@ -88,6 +82,7 @@ fn only_matching_events_are_written(streaming: bool) {
     api.create("a", "listed-normal-a", &event("Normal", "a"));
     let d = start(
         &layout,
+        None,
         &[
             "--field-selector",
             "type=Warning",
@@ -138,25 +133,17 @@ fn a_namespaced_run_never_requests_a_cluster_wide_path_even_when_it_lists_again(
         api.create("mine", &format!("before-{i}"), &event("Normal", "a"));
         api.create("theirs", &format!("before-{i}"), &event("Normal", "a"));
     }
-    let d = start(&layout, &["--namespace", "mine"]);
+    let d = start(&layout, None, &["--namespace", "mine"]);
     wait_for_lines(&layout.out(), 3, T, &d);
     assert!(api.wait_for_watches(1, T), "{}", d.stderr());
     api.create("theirs", "during", &event("Normal", "a"));
     api.create("mine", "during", &event("Normal", "a"));
     wait_for_lines(&layout.out(), 4, T, &d);
     // The version expires: a re-list, which must stay in the namespace too.
-    api.compact();
-    api.expire_watches();
+    expire_version(&api);
     api.create("mine", "after", &event("Normal", "a"));
-    wait_for_lines(&layout.out(), 5, T, &d);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    wait_for_relist(&layout, &d, 5);
+    settle_and_stop(d);
     let out = written(&layout);
     assert_eq!(out.len(), 5, "{out:?}");
     assert!(out.iter().all(|n| n.starts_with("mine/")), "{out:?}");
@@ -255,7 +242,7 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
         api.create("a", &format!("warning-{i}"), &event("Warning", "a"));
         api.create("a", &format!("normal-{i}"), &event("Normal", "a"));
     }
-    let d = start(&layout, &["--field-selector", "type=Warning"]);
+    let d = start(&layout, None, &["--field-selector", "type=Warning"]);
     wait_for_lines(&layout.out(), 3, T, &d);
     assert!(api.wait_for_watches(1, T), "{}", d.stderr());
     let (status, log) = d.stop();
@@ -268,7 +255,7 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
 
     // The same selection resumes without listing.
     api.clear_requests();
-    let d = start(&layout, &["--field-selector", "type=Warning"]);
+    let d = start(&layout, None, &["--field-selector", "type=Warning"]);
     assert!(
         wait_until(T, || api.watch_request_count() == 1),
         "{}",
@@ -280,7 +267,7 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
 
     // Every event now: one list, one line saying why, only the Normal events are new.
     api.clear_requests();
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 6, T, &d);
     assert!(api.wait_for_watches(1, T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(500));
@@ -302,7 +289,7 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
 
     // A namespace is part of the selection too.
     api.clear_requests();
-    let d = start(&layout, &["--namespace", "a"]);
+    let d = start(&layout, None, &["--namespace", "a"]);
     assert!(d.wait_for_log("the selection changed", T), "{}", d.stderr());
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     let (_, log) = d.stop();

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, command, lines, wait_for_lines};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
+use support::scenario::{expire_version, settle_and_stop, start, wait_for_relist};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -34,13 +35,6 @@ fn server_with(opts: Options, n: usize) -> (FakeApiServer, Layout) {
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     (api, layout)
-}
-
-fn start(layout: &Layout, extra: &[&str]) -> Daemon {
-    let mut args = layout.args();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&args)
 }
 
 /// Starts the daemon with a NOTIFY_SOCKET; the receiver gets each datagram.
@@ -138,7 +132,7 @@ fn cold_start_writes_every_event_once_is_ready_after_the_end_bookmark_and_saves_
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
     let rv_now = api.current_rv();
-    let d = start(&fresh, &[]);
+    let d = start(&fresh, None, &[]);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     let (_, log) = d.stop();
     assert!(log.contains(&format!("resource_version={rv_now}")), "{log}");
@@ -164,7 +158,7 @@ fn no_version_is_saved_and_no_ready_sent_before_the_end_bookmark_and_a_kill_ther
     assert!(!log.contains("watching from here"), "{log}");
 
     // The restart lists again, and writes only what the killed run had not.
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 2000, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(300));
@@ -184,23 +178,15 @@ fn a_server_without_streaming_lists_gets_pages_for_the_rest_of_the_process_with_
         },
         1203,
     );
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 1203, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     // An expired version: the re-list goes straight to pages.
     api.create("late", "one", &event(1));
-    api.compact();
-    api.expire_watches();
+    expire_version(&api);
     api.create("late", "two", &event(2));
-    wait_for_lines(&layout.out(), 1205, T, &d);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    wait_for_relist(&layout, &d, 1205);
+    let log = settle_and_stop(d);
     assert_each_once(&api, &layout, &log);
     assert_eq!(
         log.matches("does not offer streaming lists").count(),
@@ -218,7 +204,7 @@ fn a_server_without_streaming_lists_gets_pages_for_the_rest_of_the_process_with_
 fn a_stream_that_ends_before_its_bookmark_is_listed_again_without_saving_or_doubling() {
     let (api, layout) = server_with(Options::default(), 900);
     api.cut_next_streaming_list(300, false);
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 900, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(300));
@@ -239,7 +225,7 @@ fn no_end_bookmark_within_the_bound_falls_back_to_pages() {
     let (api, layout) = server_with(Options::default(), 800);
     api.cut_next_streaming_list(250, true);
     // The bound is the watch idle bound when that is shorter than a minute.
-    let d = start(&layout, &["--watch-idle-timeout-sec", "2"]);
+    let d = start(&layout, None, &["--watch-idle-timeout-sec", "2"]);
     wait_for_lines(&layout.out(), 800, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     std::thread::sleep(Duration::from_millis(300));
@@ -259,7 +245,7 @@ fn no_end_bookmark_within_the_bound_falls_back_to_pages() {
 #[test]
 fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
     let (api, layout) = server_with(Options::default(), 600);
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 600, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
     d.stop();
@@ -268,7 +254,7 @@ fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
     }
     api.compact();
     api.clear_requests();
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 605, T, &d);
     assert!(
         d.wait_for_log("listing all events again", T),
@@ -313,6 +299,7 @@ fn a_streaming_list_carries_the_namespace_and_selectors() {
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let d = start(
         &layout,
+        None,
         &[
             "--namespace",
             "mine",

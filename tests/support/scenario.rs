@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use super::daemon::{Daemon, Layout, command, lines};
+use super::daemon::{Daemon, Layout, command, lines, wait_for_lines};
 use super::fake_apiserver::FakeApiServer;
 use super::notify::Listener;
 
@@ -110,4 +110,30 @@ pub fn assert_each_once(out: &Path, expected: &HashSet<String>, log: &str) {
 /// The server's events now, as the daemon writes them.
 pub fn server_lines(api: &FakeApiServer) -> HashSet<String> {
     api.object_lines().into_iter().collect()
+}
+
+/// The server compacts its history and sends every open watch the in-stream 410: the version
+/// the daemon watches from has expired.
+pub fn expire_version(api: &FakeApiServer) {
+    api.compact();
+    api.expire_watches();
+}
+
+/// Waits until the output holds `n` lines and the daemon has said it lists all events again.
+pub fn wait_for_relist(layout: &Layout, d: &Daemon, n: usize) {
+    wait_for_lines(&layout.out(), n, T, d);
+    assert!(
+        d.wait_for_log("listing all events again", T),
+        "{}",
+        d.stderr()
+    );
+}
+
+/// Gives the daemon a moment to write anything it would write twice, stops it with SIGTERM
+/// and returns its log; it must exit 0.
+pub fn settle_and_stop(d: Daemon) -> String {
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, log) = d.stop();
+    assert!(status.success(), "{log}");
+    log
 }
