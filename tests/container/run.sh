@@ -207,7 +207,7 @@ start_fake() {
         fake=$TARGET/debug/examples/fake_apiserver
     fi
     [ -x "$fake" ] || die "no fake API server at $fake"
-    start_fake "$fake" container-test-token
+    launch_fake "$fake" container-test-token
     log "== fake API server: $API (TLS, token), admin $ADMIN"
     chmod 0644 "$WORK/fake.kubeconfig"
     # The ServiceAccount files a pod gets.

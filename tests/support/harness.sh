@@ -26,9 +26,9 @@ check() {
     if "$@"; then pass "$what"; else fail "$what"; fi
 }
 
-# start_fake FAKE TOKEN: the fake API server on TLS with 50 events, its kubeconfig in
+# launch_fake FAKE TOKEN: the fake API server on TLS with 50 events, its kubeconfig in
 # $WORK/fake.kubeconfig; sets FAKE_PID, API (its URL) and ADMIN (its admin API's URL).
-start_fake() {
+launch_fake() {
     "$1" --port 0 --events 50 --tls --token "$2" \
         --kubeconfig "$WORK/fake.kubeconfig" >"$WORK/fake.out" 2>"$WORK/fake.err" &
     FAKE_PID=$!

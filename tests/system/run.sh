@@ -151,7 +151,7 @@ start_fake() {
     fi
     [ -x "$fake" ] || die "no fake API server at $fake"
     log "== starting the fake API server ($fake)"
-    start_fake "$fake" system-test-token
+    launch_fake "$fake" system-test-token
     log "   API $(sed -n 1p "$WORK/fake.out"), admin $ADMIN"
     doc_kubeconfig
 }
