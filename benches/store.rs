@@ -42,6 +42,7 @@ fn config(dir: &std::path::Path) -> StoreConfig {
         error_rate: ERROR_RATE,
         batch_count: BATCH_COUNT,
         batch_duration: Duration::from_secs(86_400),
+        max_bytes: 1 << 30,
     }
 }
 

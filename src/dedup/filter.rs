@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use memmap2::MmapMut;
 use siphasher::sip::SipHasher13;
 
-use super::format::{FormatError, HEADER_LEN, Header, INSERTED_OFFSET};
+use super::format::{
+    FormatError, HEADER_LEN, Header, INSERTED_OFFSET, LISTED_AT_OFFSET, LISTED_COUNT_OFFSET,
+    LISTED_OLDEST_OFFSET,
+};
 
 /// Largest u64 prime; bloomfilter 3.0.2 reduces the derived hashes modulo this.
 const PRIME: u64 = 0xFFFF_FFFF_FFFF_FFC5;
@@ -38,6 +41,29 @@ pub(crate) fn sizing(capacity: u64, error_rate: f64) -> Result<(u64, u32), Strin
     let k = (bits as f64 / capacity as f64 * f64::ln(2.0)).round() as u32;
     let k = k.max(1);
     Ok((bits, k))
+}
+
+/// What a list showed of the API server: when it ended, the time of the oldest event it carried
+/// (unix seconds; the list's own time when it carried none) and how many events it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    pub at: u64,
+    pub oldest: u64,
+    pub count: u64,
+}
+
+impl Listed {
+    /// How long the server had kept its oldest event when it was listed: the least time it
+    /// keeps events, as far as the daemon knows.
+    pub fn oldest_age(&self) -> u64 {
+        self.at.saturating_sub(self.oldest)
+    }
+}
+
+/// Bytes of a filter file for `capacity` identities at `error_rate`.
+pub(crate) fn file_bytes(capacity: u64, error_rate: f64) -> Result<u64, String> {
+    let (bits, _) = sizing(capacity, error_rate)?;
+    Ok(HEADER_LEN as u64 + bits / 8)
 }
 
 /// The two base hashes of an identity under one filter's seed.
@@ -82,6 +108,7 @@ impl Filter {
     /// Creates `<timestamp>.bloom` in `dir`: written under a temporary name, sized, header
     /// synced, renamed into place and the directory synced, so a crash never leaves a
     /// half-written file under the real name.
+    #[cfg(test)]
     pub(crate) fn create(
         dir: &Path,
         timestamp: u64,
@@ -89,8 +116,27 @@ impl Filter {
         error_rate: f64,
         created: u64,
     ) -> io::Result<Filter> {
+        Self::create_seeded(
+            dir,
+            timestamp,
+            capacity,
+            error_rate,
+            created,
+            random_seed()?,
+        )
+    }
+
+    /// [`Filter::create`] with a given hash seed: the store gives its new filters the seed of
+    /// the newest, so one pair of base hashes serves every filter of the set on a lookup.
+    pub(crate) fn create_seeded(
+        dir: &Path,
+        timestamp: u64,
+        capacity: u64,
+        error_rate: f64,
+        created: u64,
+        seed: [u8; 32],
+    ) -> io::Result<Filter> {
         let (bits, hashes) = sizing(capacity, error_rate).map_err(io::Error::other)?;
-        let seed = random_seed()?;
         let header = Header {
             capacity,
             error_rate,
@@ -187,6 +233,40 @@ impl Filter {
 
     pub(crate) fn capacity(&self) -> u64 {
         self.header.capacity
+    }
+
+    /// The false-positive rate this filter was sized for (reached at its fill limit).
+    pub(crate) fn error_rate(&self) -> f64 {
+        self.header.error_rate
+    }
+
+    pub(crate) fn seed(&self) -> &[u8; 32] {
+        &self.header.seed
+    }
+
+    /// Bytes of the file (and of its mapping).
+    pub(crate) fn file_len(&self) -> u64 {
+        self.header.file_len()
+    }
+
+    /// What the last list showed of the API server, as recorded in this file (see
+    /// [`Listed`]); `None` in files that never recorded one (older versions wrote zeros there).
+    pub(crate) fn listed(&self) -> Option<Listed> {
+        let at = u64::from_le_bytes(self.map_array(LISTED_AT_OFFSET));
+        let oldest = u64::from_le_bytes(self.map_array(LISTED_OLDEST_OFFSET));
+        let count = u64::from_le_bytes(self.map_array(LISTED_COUNT_OFFSET));
+        // Not checksummed: a value that cannot be a list's is ignored, never trusted.
+        (at != 0 && oldest <= at).then_some(Listed { at, oldest, count })
+    }
+
+    pub(crate) fn set_listed(&mut self, l: Listed) {
+        for (at, v) in [
+            (LISTED_AT_OFFSET, l.at),
+            (LISTED_OLDEST_OFFSET, l.oldest),
+            (LISTED_COUNT_OFFSET, l.count),
+        ] {
+            self.map[at..at + 8].copy_from_slice(&v.to_le_bytes());
+        }
     }
 
     pub(crate) fn inserted(&self) -> u64 {
@@ -362,7 +442,7 @@ fn sips(seed: &[u8; 32]) -> [SipHasher13; 2] {
     ]
 }
 
-fn random_seed() -> io::Result<[u8; 32]> {
+pub(crate) fn random_seed() -> io::Result<[u8; 32]> {
     loop {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed)

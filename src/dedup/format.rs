@@ -16,7 +16,13 @@
 //! |     80 |    8 | created, unix seconds                             |
 //! |     88 |    8 | checksum: SipHash-1-3 (fixed key) of bytes 0..88  |
 //! |     96 |    8 | insertion count (not checksummed: changes often)  |
-//! |    104 |   24 | reserved, zero                                    |
+//! |    104 |    8 | last list: when it ended, unix seconds (0: none)  |
+//! |    112 |    8 | last list: its oldest event, unix seconds         |
+//! |    120 |    8 | last list: events it carried                      |
+//!
+//! Bytes 104..128 were reserved (zero) until 0.5.0, and still mean "no list recorded" when
+//! zero. They are not checksummed and no earlier reader looks at them, so recording a list there
+//! needs no new version: files stay readable both ways (an older daemon simply ignores it).
 //!
 //! The bit array uses the bloomfilter crate's layout (bit `i` is `1 << (i % 8)` of byte `i / 8`)
 //! so that crate can check our bits in tests.
@@ -32,6 +38,9 @@ pub const HEADER_LEN: usize = 128;
 const CHECKSUMMED_LEN: usize = 88;
 const CHECKSUM_OFFSET: usize = 88;
 pub(crate) const INSERTED_OFFSET: usize = 96;
+pub(crate) const LISTED_AT_OFFSET: usize = 104;
+pub(crate) const LISTED_OLDEST_OFFSET: usize = 112;
+pub(crate) const LISTED_COUNT_OFFSET: usize = 120;
 
 /// More hash functions than this only comes from error rates far below anything useful
 /// (k = log2(1/p) is 64 at p = 5e-20); a bigger value is corruption.

@@ -140,6 +140,7 @@ impl Watcher<'_> {
             }
         };
         tracing::debug!("streaming list established");
+        self.pipeline.list_started();
         // Counted from the answer: a server slow to answer is the request timeout's business.
         let deadline = tokio::time::Instant::now() + self.end_bookmark_bound();
         let mut buf = LineBuf::new();
@@ -273,6 +274,7 @@ impl Watcher<'_> {
         backoff: &mut Backoff,
     ) -> Result<Streamed, Stopped> {
         self.commit().await?;
+        self.pipeline.list_finished();
         backoff.success("listing events");
         if let Err(e) = self.resume.save(&rv) {
             tracing::warn!(error = %e, "cannot save the resourceVersion; a restart may list again");
