@@ -127,9 +127,7 @@ pub fn build(
     check(keys::BATCH_DURATION_SEC, &|t| {
         positive(t, MAX_SECONDS).map(|_| ())
     });
-    check(keys::FILTER_MAX_MIB, &|t| {
-        positive(t, MAX_FILTER_MIB).map(|_| ())
-    });
+    check(keys::FILTER_MAX_MIB, &|t| mebibytes(t).map(|_| ()));
     check(keys::KUBECONFIG, &|t| {
         nonempty(t, "a path to a kubeconfig file")
     });
@@ -193,26 +191,25 @@ pub fn build(
         );
         let capacity = positive(&cap_raw.text, MAX_CAPACITY).unwrap_or(1);
         let error_rate = rate(&rate_raw.text).unwrap_or(0.01);
-        let mib = positive(&mib_raw.text, MAX_FILTER_MIB).unwrap_or(1);
+        let max_bytes = mebibytes(&mib_raw.text).unwrap_or(0);
         let probe = crate::dedup::StoreConfig {
             dir: PathBuf::new(),
             capacity,
             error_rate,
             batch_count: 1,
             batch_duration: Duration::from_secs(1),
-            max_bytes: mib * MIB,
+            max_bytes,
         };
-        let need = probe
-            .first_filter_bytes()
-            .map(|b| (b * 2).div_ceil(MIB))
-            .unwrap_or(u64::MAX);
-        if mib < need {
+        let need = probe.first_filter_bytes().map_or(u64::MAX, |b| b * 2);
+        if max_bytes < need {
+            // Rounded up to the next 0.01 MiB, so the figure given is enough.
+            let need_mib = (need as f64 / MIB as f64 * 100.0).ceil() / 100.0;
             errors.push(ConfigError::Invalid {
                 key: keys::FILTER_MAX_MIB,
                 value: mib_raw.text,
                 origin: mib_raw.origin,
                 allowed: format!(
-                    "at least {need} (two filters of filter_capacity {}, {}) up to {MAX_FILTER_MIB}",
+                    "at least {need_mib} MiB, room for two filters of filter_capacity {} ({}), up to {MAX_FILTER_MIB}",
                     cap_raw.text, cap_raw.origin
                 ),
             });
@@ -265,7 +262,8 @@ pub fn build(
     let filter_error_rate = Setting::new(rate(&raw.text).unwrap_or(0.01), raw.origin);
     let batch_count = num(keys::BATCH_COUNT, MAX_BATCH_COUNT);
     let batch_duration = num(keys::BATCH_DURATION_SEC, MAX_SECONDS);
-    let filter_mib = num(keys::FILTER_MAX_MIB, MAX_FILTER_MIB);
+    let raw = get(keys::FILTER_MAX_MIB);
+    let filter_max_bytes = Setting::new(mebibytes(&raw.text).unwrap_or(0), raw.origin);
     let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
     let raw = get(keys::METRICS_ADDRESS);
     let metrics_address = Setting::new(metrics_address(&raw.text).ok().flatten(), raw.origin);
@@ -300,7 +298,7 @@ pub fn build(
             Duration::from_secs(batch_duration.value),
             batch_duration.origin,
         ),
-        filter_max_bytes: Setting::new(filter_mib.value * MIB, filter_mib.origin),
+        filter_max_bytes,
         kubeconfig: pick(&keys::KUBECONFIG).map(|r| Setting::new(PathBuf::from(r.text), r.origin)),
         context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
         log_target,
@@ -322,6 +320,16 @@ pub fn build(
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// A size in MiB, fractions allowed (0.5), as bytes.
+fn mebibytes(text: &str) -> Result<u64, String> {
+    match values::float(text) {
+        Some(m) if m > 0.0 && m <= MAX_FILTER_MIB as f64 => Ok((m * MIB as f64).round() as u64),
+        _ => Err(format!(
+            "a number of MiB above 0 and up to {MAX_FILTER_MIB}, e.g. 256 or 0.5"
+        )),
+    }
+}
 
 /// Blanks around a name or selector are never meant (the server would take them as part of a
 /// field name).
@@ -444,7 +452,7 @@ impl Settings {
         );
         let secs = s.batch_duration.value.as_secs().to_string();
         line("batch_duration_sec", secs, &s.batch_duration.origin);
-        let mib = (s.filter_max_bytes.value / MIB).to_string();
+        let mib = (s.filter_max_bytes.value as f64 / MIB as f64).to_string();
         line("filter_max_mib", mib, &s.filter_max_bytes.origin);
         match &s.kubeconfig {
             Some(k) => line(
