@@ -80,6 +80,7 @@ impl StoreConfig {
             let (bits, hashes) =
                 filter::sizing(self.capacity, r).map_err(StoreError::InvalidConfig)?;
             Header {
+                version: super::format::VERSION,
                 capacity: self.capacity,
                 error_rate: r,
                 hashes,
@@ -1404,7 +1405,7 @@ pub(crate) mod tests {
         sum[20] ^= 0x40;
         raw(T0 + 7, sum, "checksum mismatch");
         let mut future = good_bytes.clone();
-        future[8..12].copy_from_slice(&2u32.to_le_bytes());
+        future[8..12].copy_from_slice(&3u32.to_le_bytes());
         raw(T0 + 8, future, "newer than the supported version");
         write_with_header(d, T0 + 9, |h| h.hashes = 0);
         expected.push((T0 + 9, "0 hash functions"));
