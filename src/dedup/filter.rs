@@ -316,17 +316,20 @@ impl Filter {
 
     #[inline]
     fn bit_index(&self, h: Hashes, i: u32) -> usize {
-        let x = if self.header.version >= 2 {
-            mix(h.h0.wrapping_add(u64::from(i).wrapping_mul(h.h1)))
-        } else {
-            match i {
-                0 => h.h0,
-                1 => h.h1,
-                _ => h.h0.wrapping_add(u64::from(i).wrapping_mul(h.h1)) % PRIME,
-            }
-        };
+        let bits = self.header.bits;
         // bits <= MAX_BITS, so the index fits usize on the 64-bit targets we build for.
-        (x % self.header.bits) as usize
+        if self.header.version >= 2 {
+            // The mixed value scaled to the bit count (Lemire's multiply-shift) instead of a
+            // remainder: a multiplication, not a 64-bit division, for each of the ~21 probes.
+            let x = mix(h.h0.wrapping_add(u64::from(i).wrapping_mul(h.h1)));
+            return ((u128::from(x) * u128::from(bits)) >> 64) as usize;
+        }
+        let x = match i {
+            0 => h.h0,
+            1 => h.h1,
+            _ => h.h0.wrapping_add(u64::from(i).wrapping_mul(h.h1)) % PRIME,
+        };
+        (x % bits) as usize
     }
 
     #[inline]
