@@ -21,8 +21,13 @@ const MIN_SHARE: f64 = 1.0 / (1u64 << 20) as f64;
 /// leave nothing for the new ones until they age out.
 pub fn next_rate(bound: f64, live: impl IntoIterator<Item = f64>) -> f64 {
     let used: f64 = live.into_iter().filter(|r| *r <= bound).sum();
-    ((bound - used) / 2.0).clamp(bound * MIN_SHARE, bound / 2.0)
+    let floor = (bound * MIN_SHARE).max(MIN_RATE).min(bound / 2.0);
+    ((bound - used) / 2.0).clamp(floor, bound / 2.0)
 }
+
+/// Below this a filter would need more hash functions than a file may have (60 at 1e-18,
+/// at most 64).
+const MIN_RATE: f64 = 1e-18;
 
 /// Why a new filter is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +91,11 @@ mod tests {
         }
         // Files of an older sizing (0.01 / 3 each) do not starve the new ones.
         assert_eq!(next_rate(bound, [0.01 / 3.0; 3]), bound / 2.0);
+        // However tight the bound, a new filter stays within the hash functions a file holds.
+        let tight = 1e-15;
+        let r = next_rate(tight, [tight / 2.0, tight / 4.0, tight / 4.0]);
+        assert_eq!(r, 1e-18);
+        assert!(crate::dedup::filter::sizing(1000, r).unwrap().1 <= 64);
     }
 
     #[test]

@@ -71,7 +71,7 @@ impl StoreConfig {
             return bad("batch duration must be at least one second".into());
         }
         // Catch sizes and hash counts we could not write at start-up, not at the first rotation.
-        // The smallest share of the bound is checked: the hash count grows as the rate falls.
+        // The smallest rate a later filter may get is checked too: the hash count grows as it falls.
         let rate = self.sized_rate() / 2.0;
         for r in [
             rate,
