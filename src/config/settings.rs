@@ -192,7 +192,7 @@ pub fn build(
         let capacity = positive(&cap_raw.text, MAX_CAPACITY).unwrap_or(1);
         let error_rate = rate(&rate_raw.text).unwrap_or(0.01);
         let max_bytes = mebibytes(&mib_raw.text).unwrap_or(0);
-        let probe = crate::dedup::StoreConfig {
+        let limits = crate::dedup::StoreConfig {
             dir: PathBuf::new(),
             capacity,
             error_rate,
@@ -200,7 +200,7 @@ pub fn build(
             batch_duration: Duration::from_secs(1),
             max_bytes,
         };
-        let need = probe.first_filter_bytes().map_or(u64::MAX, |b| b * 2);
+        let need = limits.first_filter_bytes().map_or(u64::MAX, |b| b * 2);
         if max_bytes < need {
             // Rounded up to the next 0.01 MiB, so the figure given is enough.
             let need_mib = (need as f64 / MIB as f64 * 100.0).ceil() / 100.0;
