@@ -74,6 +74,7 @@ fn store_with_originals(dir: &Path, now: u64, files: u64) -> anyhow::Result<Stor
             error_rate: ERROR_RATE,
             batch_count: 3,
             batch_duration: Duration::from_secs(3600 * 2),
+            max_bytes: 1 << 30,
         },
         UNIX_EPOCH + Duration::from_secs(now),
     )?;

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench --bench pipeline -- [--frames N] [--sync-events N] [--restart-events N]
-//!     [--idle-secs S] [--store-output FILE] [--keep DIR] [--rows 1,2,2b,5,6,6b,6s,7,8]
+//!     [--idle-secs S] [--store-output FILE] [--keep DIR] [--rows 1,2,2b,5,6,6b,6s,7,8,9]
 //!     [--live-events N] [--live-rate R]
 //! ```
 //!
@@ -37,6 +37,10 @@
 //!    a second) against the fake at a real server's pace (each its own chunk); from the
 //!    request creating an event to its line in the destination, p50/p90/p99/max, with the
 //!    daemon's CPU and calls per event meanwhile.
+//! 9. the dedup memory at scale: `--scale-events` events (1,000,000) streamed at a real server's
+//!    pace to a daemon whose configured window (`--filter-capacity` × 3 files) is a tenth of
+//!    them, then a forced re-list (stop, one event added, the saved version compacted away,
+//!    start): lines written again, peak RSS, filter bytes on disk and CPU per event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
@@ -78,6 +82,8 @@ struct Args {
     /// Row 8: live events sent, one every 1/`live_rate` s.
     live_events: usize,
     live_rate: u64,
+    /// Row 9: events the server holds.
+    scale_events: usize,
 }
 
 impl Args {
@@ -99,6 +105,7 @@ fn args() -> Args {
         rows: None,
         live_events: 5_000,
         live_rate: 1_000,
+        scale_events: 1_000_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -113,6 +120,7 @@ fn args() -> Args {
             "--rows" => a.rows = Some(v().split(',').map(str::to_string).collect()),
             "--live-events" => a.live_events = v().parse().expect("--live-events"),
             "--live-rate" => a.live_rate = v().parse().expect("--live-rate"),
+            "--scale-events" => a.scale_events = v().parse().expect("--scale-events"),
             // cargo bench passes --bench.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -199,7 +207,26 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, kubeconfig: &Path, state: &Path, out: &Path, log: &Path) -> Daemon {
-        Daemon::start_under(&[], bin, kubeconfig, state, out, log)
+        Daemon::start_under(
+            &[],
+            bin,
+            kubeconfig,
+            state,
+            out,
+            log,
+            &["--log-level", "WARNING"],
+        )
+    }
+
+    fn start_with(
+        bin: &Path,
+        kubeconfig: &Path,
+        state: &Path,
+        out: &Path,
+        log: &Path,
+        extra: &[&str],
+    ) -> Daemon {
+        Daemon::start_under(&[], bin, kubeconfig, state, out, log, extra)
     }
 
     /// The daemon run by `wrapper` (e.g. `strace -f -c -o FILE --`), or directly if empty.
@@ -210,6 +237,7 @@ impl Daemon {
         state: &Path,
         out: &Path,
         log: &Path,
+        extra: &[&str],
     ) -> Daemon {
         let log = File::options()
             .create(true)
@@ -234,7 +262,8 @@ impl Daemon {
             .arg(state)
             .arg("--destination")
             .arg(out)
-            .args(["--log-level", "WARNING", "--log-target", "stderr"])
+            .args(["--log-target", "stderr"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -1383,6 +1412,7 @@ fn traced_sync(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> Opti
         &state,
         &out,
         &log,
+        &["--log-level", "WARNING"],
     );
     wait_output(
         &out,
@@ -1579,6 +1609,138 @@ fn tail_latencies(
     lat
 }
 
+struct AtScale {
+    events: usize,
+    capacity: u64,
+    sync_secs: f64,
+    sync_cpu: f64,
+    sync_lines: u64,
+    relist_secs: f64,
+    relist_cpu: f64,
+    /// Lines the re-list wrote, the one event added while stopped included.
+    relist_lines: u64,
+    hwm_kib: u64,
+    filter_bytes: u64,
+    filter_files: usize,
+}
+
+fn count_lines(path: &Path) -> u64 {
+    let mut n = 0u64;
+    let mut buf = vec![0u8; 1 << 20];
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    while let Ok(k) = f.read(&mut buf) {
+        if k == 0 {
+            break;
+        }
+        n += memchr_count(&buf[..k]);
+    }
+    n
+}
+
+fn memchr_count(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// Bytes and number of `*.bloom` files in a state directory.
+fn filter_files(state: &Path) -> (u64, usize) {
+    std::fs::read_dir(state)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".bloom"))
+                .fold((0, 0), |(b, n), e| {
+                    (b + e.metadata().map_or(0, |m| m.len()), n + 1)
+                })
+        })
+        .unwrap_or((0, 0))
+}
+
+/// Waits for the daemon's log to say `needle` `count` times.
+fn wait_log(log: &Path, needle: &str, count: usize, timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "no {needle:?} in {}",
+            log.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Row 9: a server holding ten times the configured window, synced then re-listed, at a real
+/// server's pace.
+fn at_scale(daemon_bin: &Path, fake_bin: &Path, dir: &Path, a: &Args) -> AtScale {
+    let n = a.scale_events;
+    let capacity = (n as u64 / 30).max(1);
+    let pace = STREAM_COST_US.to_string();
+    let (fake, kubeconfig) = start_fake(
+        fake_bin,
+        dir,
+        "scale",
+        n,
+        &["--initial-event-delay-us", &pace],
+    );
+    let state = dir.join("scale-state");
+    let out = dir.join("scale-events.log");
+    let log = dir.join("scale-daemon.log");
+    let cap = capacity.to_string();
+    let extra = [
+        "--log-level",
+        "INFO",
+        "--filter-capacity",
+        &cap,
+        "--batch-count",
+        "3",
+    ];
+    // Both builds log this when a list is written and the watch goes on from its end.
+    let listed = "watching from here";
+    eprintln!("scale: {n} events, filter capacity {capacity} x 3 files; syncing ...");
+    let t = Instant::now();
+    let d = Daemon::start_with(daemon_bin, &kubeconfig, &state, &out, &log, &extra);
+    wait_log(&log, listed, 1, Duration::from_secs(1800));
+    let sync_secs = t.elapsed().as_secs_f64();
+    let sync_cpu = cpu_secs(d.pid());
+    let sync_lines = count_lines(&out);
+    let hwm_sync = mem(d.pid()).hwm_kib;
+    d.stop();
+    fake.admin("POST", &format!("/fake/realistic?start={n}&count=1"));
+    fake.admin("POST", "/fake/compact");
+    eprintln!("scale: re-listing ...");
+    let t = Instant::now();
+    let d = Daemon::start_with(daemon_bin, &kubeconfig, &state, &out, &log, &extra);
+    wait_log(&log, listed, 2, Duration::from_secs(1800));
+    let relist_secs = t.elapsed().as_secs_f64();
+    let relist_cpu = cpu_secs(d.pid());
+    // The lines of the batch in flight are marked just after they are written.
+    std::thread::sleep(Duration::from_millis(500));
+    let relist_lines = count_lines(&out) - sync_lines;
+    let hwm_kib = hwm_sync.max(mem(d.pid()).hwm_kib);
+    d.stop();
+    let (filter_bytes, files) = filter_files(&state);
+    if a.keep.is_none() {
+        let _ = std::fs::remove_file(&out);
+    }
+    AtScale {
+        events: n,
+        capacity,
+        sync_secs,
+        sync_cpu,
+        sync_lines,
+        relist_secs,
+        relist_cpu,
+        relist_lines,
+        hwm_kib,
+        filter_bytes,
+        filter_files: files,
+    }
+}
+
 fn main() {
     let a = args();
     let (daemon_bin, fake_bin) = binaries();
@@ -1610,6 +1772,9 @@ fn main() {
     let live = a
         .runs("8")
         .then(|| live_latency(&daemon_bin, &fake_bin, &dir, &a));
+    let scale = a
+        .runs("9")
+        .then(|| at_scale(&daemon_bin, &fake_bin, &dir, &a));
 
     println!();
     println!("machine: {}", machine());
@@ -1678,7 +1843,7 @@ fn main() {
             Some(p) => {
                 let rows = store_rows(p);
                 println!(
-                    "| 5 | store, 1M per filter × 3, error rate 0.01 (`cargo bench --bench store`, this run) | {} | | | |",
+                    "| 5 | store, the default settings (filter_capacity 1M, error rate 0.01, 3 files), three filters full (`cargo bench --bench store`, this run) | {} | | | |",
                     rows.join("; ")
                 );
             }
@@ -1780,6 +1945,28 @@ fn main() {
                 ))
                 .collect::<Vec<_>>()
                 .join("; ")
+        );
+    }
+    if let Some(x) = &scale {
+        let per_event_us = |cpu: f64| cpu / x.events as f64 * 1e6;
+        println!(
+            "| 9 | dedup at scale: a server holding {} events streamed at a real server's pace ({STREAM_COST_US} µs each) to `--filter-capacity {} --batch-count 3` (a tenth of them), then a forced re-list (one event added, the saved version compacted away) | sync {:.1} s, {:.2} CPU s ({:.2} µs per event), {} lines; re-list {:.1} s, {:.2} CPU s ({:.2} µs per event); VmHWM {:.1} MiB over both; filters on disk {:.1} MiB in {} files | | | re-list wrote {} lines: the 1 added event and {} written again ({:.2} % of the server's events); first sync left out {} as bloom false positives |",
+            x.events,
+            x.capacity,
+            x.sync_secs,
+            x.sync_cpu,
+            per_event_us(x.sync_cpu),
+            x.sync_lines,
+            x.relist_secs,
+            x.relist_cpu,
+            per_event_us(x.relist_cpu),
+            mib(x.hwm_kib),
+            x.filter_bytes as f64 / (1024.0 * 1024.0),
+            x.filter_files,
+            x.relist_lines,
+            x.relist_lines.saturating_sub(1),
+            x.relist_lines.saturating_sub(1) as f64 / x.events as f64 * 100.0,
+            (x.events as u64).saturating_sub(x.sync_lines),
         );
     }
 }

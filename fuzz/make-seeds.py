@@ -83,6 +83,7 @@ filter_capacity = 1_000
 filter_error_rate = 1e-3
 batch_count = "3"
 batch_duration_sec = 60
+filter_max_mib = 0.5
 kubeconfig = '/etc/kube/config'
 context = "a \\"b\\" c"
 log_target = "journald"

@@ -185,5 +185,6 @@ fn store_config(settings: &Settings) -> StoreConfig {
         error_rate: settings.filter_error_rate.value,
         batch_count: settings.batch_count.value,
         batch_duration: settings.batch_duration.value,
+        max_bytes: settings.filter_max_bytes.value,
     }
 }

@@ -17,6 +17,7 @@ use crate::metrics::{Metrics, PipelineTotals, StoreFigures};
 use crate::service::progress::Counters;
 use crate::service::progress::Progress;
 use crate::sink::Sink;
+use crate::wire::event_time;
 use crate::wire::event_view::EventView;
 use crate::wire::frame;
 use crate::wire::identity;
@@ -77,6 +78,15 @@ pub struct Pipeline {
     progress: Progress,
     /// When the store's figures were last published (they cost more than the counters).
     store_published: Option<std::time::Instant>,
+    /// What the list in progress has carried so far, for the store (see [`Store::listed`]).
+    listing: Option<ListTally>,
+}
+
+/// Events a list carried and the oldest time among them.
+#[derive(Debug, Default, Clone, Copy)]
+struct ListTally {
+    count: u64,
+    oldest: Option<i64>,
 }
 
 /// The store's figures are published at most this often.
@@ -102,6 +112,7 @@ impl Pipeline {
             metrics: Metrics::default(),
             progress: Progress::default(),
             store_published: None,
+            listing: None,
         }
     }
 
@@ -196,6 +207,22 @@ impl Pipeline {
             );
         }
         marked
+    }
+
+    /// A list starts (or starts over): the events it offers are counted and dated until
+    /// [`Pipeline::list_finished`].
+    pub fn list_started(&mut self) {
+        self.listing = Some(ListTally::default());
+    }
+
+    /// The list that [`Pipeline::list_started`] is complete and written: tells the store what
+    /// the API server holds, which decides how long its filters are kept.
+    pub fn list_finished(&mut self) {
+        if let Some(t) = self.listing.take() {
+            self.store.listed(t.count, t.oldest, SystemTime::now());
+            self.store_published = None;
+            self.publish_metrics();
+        }
     }
 
     pub fn counters(&self) -> Counters {
@@ -339,6 +366,14 @@ impl Pipeline {
         if let (Some(out), Some(rv)) = (resource_version, &view.resource_version) {
             out.clear();
             out.push_str(rv);
+        }
+        if via == Via::List
+            && let Some(t) = &mut self.listing
+        {
+            t.count += 1;
+            if let Some(at) = event_time::changed_at(object) {
+                t.oldest = Some(t.oldest.map_or(at, |o| o.min(at)));
+            }
         }
         let (in_store, probe) = self.store.probe(&self.id);
         let queued_already = self.queued_keys.contains(&probe.key())

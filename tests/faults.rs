@@ -753,7 +753,7 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     let random: Vec<u8> = (0..valid.len()).map(|_| rng.next() as u8).collect();
     let mut future = valid.clone();
-    future[8..12].copy_from_slice(&2u32.to_le_bytes());
+    future[8..12].copy_from_slice(&3u32.to_le_bytes());
     // Newer than the valid file, so each is examined before the store has its fill.
     let bad: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -768,7 +768,7 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
         ),
         ("zeroed", vec![0; valid.len()], "wrong magic"),
         ("random", random, "wrong magic"),
-        ("future version", future, "format version 2 is newer"),
+        ("future version", future, "format version 3 is newer"),
     ];
     let mut paths = Vec::new();
     for (i, (_, bytes, _)) in bad.iter().enumerate() {

@@ -60,6 +60,7 @@ fn config(dir: &Path) -> StoreConfig {
         error_rate: 0.01,
         batch_count: 3,
         batch_duration: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Cli {
     pub batch_count: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "SECONDS", help = keys::BATCH_DURATION_SEC.help)]
     pub batch_duration_sec: Option<String>,
+    #[arg(long, allow_hyphen_values = true, value_name = "MIB", help = keys::FILTER_MAX_MIB.help)]
+    pub filter_max_mib: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "PATH", help = keys::KUBECONFIG.help)]
     pub kubeconfig: Option<String>,
     #[arg(long, allow_hyphen_values = true, value_name = "NAME", help = keys::CONTEXT.help)]
@@ -92,6 +94,7 @@ impl Cli {
             "filter_error_rate" => &self.filter_error_rate,
             "batch_count" => &self.batch_count,
             "batch_duration_sec" => &self.batch_duration_sec,
+            "filter_max_mib" => &self.filter_max_mib,
             "kubeconfig" => &self.kubeconfig,
             "context" => &self.context,
             "log_target" => &self.log_target,

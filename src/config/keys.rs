@@ -41,17 +41,24 @@ pub const FILTER_CAPACITY: Key = Key {
 pub const FILTER_ERROR_RATE: Key = Key {
     toml: "filter_error_rate",
     default_text: "0.01",
-    help: "bound on the probability that a new event is taken for a repeat, for the whole set",
+    help: "bound on the probability that a new event is taken for a repeat, for the whole set \
+           (the filters are sized for 1e-6 unless this is tighter)",
 };
 pub const BATCH_COUNT: Key = Key {
     toml: "batch_count",
     default_text: "3",
-    help: "number of rotated filter files kept",
+    help: "filter files always kept; with batch_duration_sec, the age under which none is deleted",
 };
 pub const BATCH_DURATION_SEC: Key = Key {
     toml: "batch_duration_sec",
     default_text: "3600",
     help: "seconds between filter rotations",
+};
+pub const FILTER_MAX_MIB: Key = Key {
+    toml: "filter_max_mib",
+    default_text: "256",
+    help: "most MiB the filter files may take together (mapped: memory and disk); once reached, \
+           the oldest are deleted to make room",
 };
 pub const KUBECONFIG: Key = Key {
     toml: "kubeconfig",
@@ -142,6 +149,7 @@ pub const ALL: &[Key] = &[
     FILTER_ERROR_RATE,
     BATCH_COUNT,
     BATCH_DURATION_SEC,
+    FILTER_MAX_MIB,
     KUBECONFIG,
     CONTEXT,
     LOG_TARGET,

@@ -36,6 +36,8 @@ pub struct Settings {
     pub filter_error_rate: Setting<f64>,
     pub batch_count: Setting<u32>,
     pub batch_duration: Setting<Duration>,
+    /// Most bytes the filter files may take together.
+    pub filter_max_bytes: Setting<u64>,
     /// None: kubectl's resolution (KUBECONFIG, ~/.kube/config), then in-cluster.
     pub kubeconfig: Option<Setting<PathBuf>>,
     /// None: the kubeconfig's current context.
@@ -67,6 +69,8 @@ pub struct Settings {
 /// The largest filter we agree to map: 10^9 identities at the default rate is about 1.4 GB.
 const MAX_CAPACITY: u64 = 1_000_000_000;
 const MAX_BATCH_COUNT: u64 = 1000;
+/// 64 GiB: twice the largest filter file the format allows (no filter takes over half).
+const MAX_FILTER_MIB: u64 = 64 * 1024;
 /// Ten years; anything longer is a typo, and it keeps `Duration` arithmetic far from overflow.
 const MAX_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// Leader election timings beyond an hour would leave a cluster without a writer for that long.
@@ -123,6 +127,7 @@ pub fn build(
     check(keys::BATCH_DURATION_SEC, &|t| {
         positive(t, MAX_SECONDS).map(|_| ())
     });
+    check(keys::FILTER_MAX_MIB, &|t| mebibytes(t).map(|_| ()));
     check(keys::KUBECONFIG, &|t| {
         nonempty(t, "a path to a kubeconfig file")
     });
@@ -167,6 +172,45 @@ pub fn build(
                 allowed: format!(
                     "less than lease_duration_sec ({}, {}) and more than 1.2 × retry_period_sec ({}, {})",
                     duration_raw.text, duration_raw.origin, retry_raw.text, retry_raw.origin
+                ),
+            });
+        }
+    }
+    if errors.is_empty() {
+        // The limit must hold the first filter and its successor (see `StoreConfig`).
+        let raw = |key: Key| {
+            pick(&key).unwrap_or_else(|| RawValue {
+                text: key.default_text.to_string(),
+                origin: Origin::Default,
+            })
+        };
+        let (mib_raw, cap_raw, rate_raw) = (
+            raw(keys::FILTER_MAX_MIB),
+            raw(keys::FILTER_CAPACITY),
+            raw(keys::FILTER_ERROR_RATE),
+        );
+        let capacity = positive(&cap_raw.text, MAX_CAPACITY).unwrap_or(1);
+        let error_rate = rate(&rate_raw.text).unwrap_or(0.01);
+        let max_bytes = mebibytes(&mib_raw.text).unwrap_or(0);
+        let limits = crate::dedup::StoreConfig {
+            dir: PathBuf::new(),
+            capacity,
+            error_rate,
+            batch_count: 1,
+            batch_duration: Duration::from_secs(1),
+            max_bytes,
+        };
+        let need = limits.first_filter_bytes().map_or(u64::MAX, |b| b * 2);
+        if max_bytes < need {
+            // Rounded up to the next 0.01 MiB, so the figure given is enough.
+            let need_mib = (need as f64 / MIB as f64 * 100.0).ceil() / 100.0;
+            errors.push(ConfigError::Invalid {
+                key: keys::FILTER_MAX_MIB,
+                value: mib_raw.text,
+                origin: mib_raw.origin,
+                allowed: format!(
+                    "at least {need_mib} MiB, room for two filters of filter_capacity {} ({}), up to {MAX_FILTER_MIB}",
+                    cap_raw.text, cap_raw.origin
                 ),
             });
         }
@@ -218,6 +262,8 @@ pub fn build(
     let filter_error_rate = Setting::new(rate(&raw.text).unwrap_or(0.01), raw.origin);
     let batch_count = num(keys::BATCH_COUNT, MAX_BATCH_COUNT);
     let batch_duration = num(keys::BATCH_DURATION_SEC, MAX_SECONDS);
+    let raw = get(keys::FILTER_MAX_MIB);
+    let filter_max_bytes = Setting::new(mebibytes(&raw.text).unwrap_or(0), raw.origin);
     let idle = num(keys::WATCH_IDLE_TIMEOUT_SEC, MAX_SECONDS);
     let raw = get(keys::METRICS_ADDRESS);
     let metrics_address = Setting::new(metrics_address(&raw.text).ok().flatten(), raw.origin);
@@ -252,6 +298,7 @@ pub fn build(
             Duration::from_secs(batch_duration.value),
             batch_duration.origin,
         ),
+        filter_max_bytes,
         kubeconfig: pick(&keys::KUBECONFIG).map(|r| Setting::new(PathBuf::from(r.text), r.origin)),
         context: pick(&keys::CONTEXT).map(|r| Setting::new(r.text, r.origin)),
         log_target,
@@ -270,6 +317,18 @@ pub fn build(
         config_file,
         replay,
     })
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A size in MiB, fractions allowed (0.5), as bytes.
+fn mebibytes(text: &str) -> Result<u64, String> {
+    match values::float(text) {
+        Some(m) if m > 0.0 && m <= MAX_FILTER_MIB as f64 => Ok((m * MIB as f64).round() as u64),
+        _ => Err(format!(
+            "a number of MiB above 0 and up to {MAX_FILTER_MIB}, e.g. 256 or 0.5"
+        )),
+    }
 }
 
 /// Blanks around a name or selector are never meant (the server would take them as part of a
@@ -393,6 +452,8 @@ impl Settings {
         );
         let secs = s.batch_duration.value.as_secs().to_string();
         line("batch_duration_sec", secs, &s.batch_duration.origin);
+        let mib = (s.filter_max_bytes.value as f64 / MIB as f64).to_string();
+        line("filter_max_mib", mib, &s.filter_max_bytes.origin);
         match &s.kubeconfig {
             Some(k) => line(
                 "kubeconfig",

@@ -1,4 +1,4 @@
-//! Persistent deduplication memory: rotated, mmapped bloom filter files.
+//! Persistent deduplication memory: a growing set of mmapped bloom filter files.
 //!
 //! The pipeline sees only [`Store`]: `contains`, `insert` (or `check_and_insert`), `flush` and
 //! `stats`; files, rotation and quarantine are handled inside. See `format` for the file layout,
@@ -8,11 +8,14 @@ mod filter;
 mod format;
 mod murmur3;
 mod original;
+mod retention;
+mod sizing;
 mod store;
 
-pub use filter::OpenError;
+pub use filter::{Listed, OpenError};
 pub use format::{FormatError, HEADER_LEN, Header};
 pub use original::{OriginalFilter, OriginalHeader, original_key};
+pub use sizing::TARGET_RATE;
 pub use store::{
-    DIR_MODE, FileStats, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats,
+    DIR_MODE, FileStats, LIMIT_KEY, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats,
 };

@@ -346,6 +346,7 @@ impl Originals {
                     fill_limit: capacity,
                     fill: inserted as f64 / capacity as f64,
                     estimated_fp: f.filter.estimated_fp(),
+                    bytes: 0,
                 }
             })
             .collect()

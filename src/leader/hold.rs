@@ -150,6 +150,7 @@ mod tests {
             error_rate: 0.001,
             batch_count: 2,
             batch_duration: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
         };
         Store::open(cfg, SystemTime::now()).unwrap()
     }

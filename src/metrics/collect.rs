@@ -272,6 +272,83 @@ impl Collector for DaemonCollector {
             None,
             s.quarantined,
         )?;
+        gauge(
+            e,
+            "dedup_identities",
+            "Event identities the filters remember (the Python tool's files estimated from their bits).",
+            None,
+            s.identities as f64,
+        )?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        gauge(
+            e,
+            "dedup_oldest_filter_age",
+            "Age of the oldest filter: the memory reaches back about this far.",
+            Some(Unit::Seconds),
+            if s.oldest_filter == 0 {
+                0.0
+            } else {
+                now.saturating_sub(s.oldest_filter) as f64
+            },
+        )?;
+        gauge(
+            e,
+            "dedup_filter",
+            "Bytes the filter files take (mapped: memory and disk).",
+            Some(Unit::Bytes),
+            s.bytes as f64,
+        )?;
+        gauge(
+            e,
+            "dedup_filter_limit",
+            "The most bytes the filter files may take (filter_max_mib).",
+            Some(Unit::Bytes),
+            s.max_bytes as f64,
+        )?;
+        gauge(
+            e,
+            "dedup_memory_limit_reached",
+            "1 while the filters are at filter_max_mib and the oldest are deleted to make room: a re-list may write events again. Raise filter_max_mib.",
+            None,
+            if s.at_limit { 1.0 } else { 0.0 },
+        )?;
+        counter(
+            e,
+            "dedup_evicted_files",
+            "Filter files deleted to stay within filter_max_mib, before they had aged out.",
+            None,
+            s.evicted,
+        )?;
+        let fp = ConstCounter::new(s.fp_losses);
+        fp.encode(e.encode_descriptor(
+            "dedup_estimated_false_positive_losses",
+            "Estimated new events not written because the filters took them for repeats (false positives), since start.",
+            None,
+            fp.metric_type(),
+        )?)?;
+        gauge(
+            e,
+            "server_listed_events",
+            "Events the API server held at the last list (0 before the first).",
+            None,
+            s.listed_events as f64,
+        )?;
+        gauge(
+            e,
+            "server_listed_oldest_event_age",
+            "How old the oldest event the last list carried was at that list: the filters are kept at least this long.",
+            Some(Unit::Seconds),
+            s.listed_oldest_age as f64,
+        )?;
+        gauge(
+            e,
+            "server_last_list_timestamp",
+            "Unix time the last list ended (0 before the first).",
+            Some(Unit::Seconds),
+            s.listed_at as f64,
+        )?;
 
         // ---- leader election and build ----
         gauge(

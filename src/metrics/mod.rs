@@ -231,6 +231,19 @@ pub struct StoreFigures {
     pub fp_bound: f64,
     pub rotations: u64,
     pub quarantined: u64,
+    /// Identities the filters hold.
+    pub identities: u64,
+    /// Unix seconds the oldest filter was started (0: none).
+    pub oldest_filter: u64,
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub at_limit: bool,
+    pub evicted: u64,
+    /// The last list: events, age of the oldest then, and when (0: no list seen).
+    pub listed_events: u64,
+    pub listed_oldest_age: u64,
+    pub listed_at: u64,
+    pub fp_losses: f64,
 }
 
 impl StoreFigures {
@@ -242,6 +255,16 @@ impl StoreFigures {
             fp_bound: stats.error_rate,
             rotations,
             quarantined,
+            identities: stats.identities(),
+            oldest_filter: stats.oldest().unwrap_or(0),
+            bytes: stats.bytes,
+            max_bytes: stats.max_bytes,
+            at_limit: stats.at_limit,
+            evicted: stats.evicted,
+            listed_events: stats.listed.map_or(0, |l| l.count),
+            listed_oldest_age: stats.listed.map_or(0, |l| l.oldest_age()),
+            listed_at: stats.listed.map_or(0, |l| l.at),
+            fp_losses: stats.fp_losses,
         }
     }
 }

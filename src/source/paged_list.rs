@@ -24,6 +24,7 @@ impl Watcher<'_> {
         let mut pages = 0u32;
         let mut next: Option<PageFetch> = None;
         self.progress.listing();
+        self.pipeline.list_started();
         loop {
             let mut fetch = match next.take() {
                 Some(f) => f,
@@ -49,6 +50,7 @@ impl Watcher<'_> {
                     self.metrics.relist(RelistCause::Expired);
                     token = None;
                     list_rv = None;
+                    self.pipeline.list_started();
                     continue;
                 }
                 Err(e) => {
@@ -118,6 +120,7 @@ impl Watcher<'_> {
             self.retry_later(backoff, "listing events", &cause).await?;
             return Ok(None);
         };
+        self.pipeline.list_finished();
         let c = self.pipeline.counters();
         tracing::info!(resource_version = %rv, pages, written = c.written, skipped = c.skipped, "listed all events; watching from here");
         self.progress

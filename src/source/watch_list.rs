@@ -136,6 +136,7 @@ impl Watcher<'_> {
         tracing::debug!("streaming list established");
         // Until the end bookmark nobody waits on a single event: batches may gather longer.
         body.set_batch_wait(SYNC_BATCH_WAIT);
+        self.pipeline.list_started();
         // Counted from the answer: a server slow to answer is the request timeout's business.
         let deadline = tokio::time::Instant::now() + self.end_bookmark_bound();
         let mut buf = LineBuf::new();
@@ -270,6 +271,7 @@ impl Watcher<'_> {
     ) -> Result<Streamed, Stopped> {
         body.set_batch_wait(LIVE_BATCH_WAIT);
         self.commit().await?;
+        self.pipeline.list_finished();
         backoff.success("listing events");
         if let Err(e) = self.resume.save(&rv) {
             tracing::warn!(error = %e, "cannot save the resourceVersion; a restart may list again");

@@ -10,6 +10,7 @@ pub mod bookmark;
 pub mod compact;
 pub mod event_scan;
 pub mod event_serde;
+pub mod event_time;
 pub mod event_view;
 pub mod frame;
 pub mod identity;
