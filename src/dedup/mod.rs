@@ -10,12 +10,14 @@ mod murmur3;
 mod original;
 mod retention;
 mod sizing;
+mod stats;
 mod store;
 
 pub use filter::{Listed, OpenError};
 pub use format::{FormatError, HEADER_LEN, Header};
 pub use original::{OriginalFilter, OriginalHeader, original_key};
 pub use sizing::TARGET_RATE;
+pub use stats::FileStats;
 pub use store::{
-    DIR_MODE, FileStats, LIMIT_KEY, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats,
+    DIR_MODE, LIMIT_KEY, Probe, Quarantined, Store, StoreConfig, StoreError, StoreStats,
 };

@@ -34,7 +34,7 @@ use memmap2::Mmap;
 use super::filter::OpenError;
 use super::format::{FormatError, MAX_BITS};
 use super::murmur3;
-use super::store::FileStats;
+use super::stats::FileStats;
 
 pub const MAGIC: &[u8; 9] = b"MBITARRAY";
 

@@ -13,6 +13,7 @@ use super::format::{FormatError, Header};
 use super::original::{self, OriginalFilter, Originals};
 use super::retention::{self, Span};
 use super::sizing::{self, Rotation, TARGET_RATE};
+use super::stats::FileStats;
 
 /// Where and how to keep the filters. Built by the config module.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,27 +145,6 @@ pub struct Quarantined {
     /// Where it went (`*.bloom.corrupt`); `None` if the rename failed (it was still skipped).
     pub moved_to: Option<PathBuf>,
     pub reason: FormatError,
-}
-
-/// Fill and false-positive estimate of one filter file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileStats {
-    /// From the file name `<timestamp>.bloom`.
-    pub timestamp: u64,
-    /// Insertions that set at least one new bit (repeats and false positives do not count:
-    /// they add nothing to the filter's fill).
-    pub inserted: u64,
-    /// The capacity this file was created with (files keep their own parameters).
-    pub capacity: u64,
-    /// Insertions at which it is rotated: `capacity`, or slightly fewer (< 1%) where the
-    /// rounded hash count would otherwise push its estimated rate past the sized one.
-    pub fill_limit: u64,
-    /// `inserted / capacity`.
-    pub fill: f64,
-    /// `(1 - e^{-k n / m})^k` for this file.
-    pub estimated_fp: f64,
-    /// File size in bytes (0 for the Python tool's files, which do not count to the limit).
-    pub bytes: u64,
 }
 
 /// Snapshot for logs, STATUS and metrics.
