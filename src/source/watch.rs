@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use super::api::WatchBody;
 use super::diagnose::Problem;
 use super::doubt::{EMPTY_WITHIN, EmptyAnswers};
-use super::watcher::{Opened, PERSIST_EVERY, REQUEST_TIMEOUT, WatchEnd, Watcher};
+use super::watcher::{Opened, PERSIST_EVERY, REQUEST_TIMEOUT, Stopped, WatchEnd, Watcher};
 use crate::backoff::{Backoff, HEARTBEAT_EVERY};
 use crate::metrics::{Dataless, Request};
 use crate::wire::lines::LineBuf;
@@ -113,15 +113,13 @@ impl Watcher<'_> {
                     end = Some(e);
                     break;
                 }
-                if self.pipeline.batch_full() {
-                    if self.commit().await.is_err() {
-                        return WatchEnd::Stopped;
-                    }
-                    committed.clone_from(&latest);
-                    self.progress.at(committed, self.pipeline.counters());
-                    if last_persist.elapsed() >= PERSIST_EVERY {
-                        self.persist(committed, last_persist);
-                    }
+                if self.pipeline.batch_full()
+                    && self
+                        .commit_up_to(&latest, committed, last_persist)
+                        .await
+                        .is_err()
+                {
+                    return WatchEnd::Stopped;
                 }
             }
             let stop = lines.stop();
@@ -138,18 +136,35 @@ impl Watcher<'_> {
                     continue;
                 }
             }
-            if self.commit().await.is_err() {
+            if self
+                .commit_up_to(&latest, committed, last_persist)
+                .await
+                .is_err()
+            {
                 return WatchEnd::Stopped;
-            }
-            committed.clone_from(&latest);
-            self.progress.at(committed, self.pipeline.counters());
-            if last_persist.elapsed() >= PERSIST_EVERY {
-                self.persist(committed, last_persist);
             }
             if let Some(e) = end {
                 return e;
             }
         }
+    }
+
+    /// Writes and marks what is queued; then everything up to `latest` is written, so it
+    /// becomes the committed version (saved every few seconds).
+    async fn commit_up_to(
+        &mut self,
+        latest: &str,
+        committed: &mut String,
+        last_persist: &mut Instant,
+    ) -> Result<(), Stopped> {
+        self.commit().await?;
+        committed.clear();
+        committed.push_str(latest);
+        self.progress.at(committed, self.pipeline.counters());
+        if last_persist.elapsed() >= PERSIST_EVERY {
+            self.persist(committed, last_persist);
+        }
+        Ok(())
     }
 
     async fn open_watch(&mut self, from: &str) -> Result<WatchBody, WatchEnd> {
