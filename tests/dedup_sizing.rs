@@ -214,7 +214,7 @@ fn a_limit_too_small_for_two_filters_is_refused_naming_the_key_and_its_origin() 
         &["--filter-capacity", "1000000", "--filter-max-mib", "4"],
     );
     let status = d.wait(T);
-    assert_eq!(status.code(), Some(2));
+    assert_eq!(status.code(), Some(2), "{}", d.stderr());
     let log = d.stderr();
     assert!(log.contains("filter_max_mib"), "{log}");
     assert!(log.contains("--filter-max-mib"), "{log}");

@@ -11,6 +11,8 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_kube-event-pipe");
 pub struct Daemon {
     pub child: Child,
     stderr: Arc<Mutex<String>>,
+    /// The thread reading stderr; it ends once the pipe does.
+    reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// A command for the binary with a clean environment: only PATH and what the test sets.
@@ -38,14 +40,18 @@ impl Daemon {
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr");
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let reader = std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        Daemon { child, stderr }
+        Daemon {
+            child,
+            stderr,
+            reader: Some(reader),
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -69,15 +75,12 @@ impl Daemon {
     pub fn stop(mut self) -> (ExitStatus, String) {
         self.signal(libc::SIGTERM);
         let status = self.wait(Duration::from_secs(10));
-        // Give the reader thread a moment to drain the pipe.
-        std::thread::sleep(Duration::from_millis(50));
         (status, self.stderr())
     }
 
     pub fn kill(mut self) -> String {
         self.signal(libc::SIGKILL);
-        let _ = self.child.wait();
-        std::thread::sleep(Duration::from_millis(50));
+        self.wait(Duration::from_secs(10));
         self.stderr()
     }
 
@@ -85,6 +88,11 @@ impl Daemon {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The exit can come before the reader has taken the last of stderr: the pipe
+                // ends with the process (it starts none of its own), so this returns soon.
+                if let Some(reader) = self.reader.take() {
+                    let _ = reader.join();
+                }
                 return status;
             }
             if Instant::now() > deadline {
