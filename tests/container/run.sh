@@ -240,25 +240,7 @@ run_image() {
     RUN_PID=$!
 }
 # stats FILE: "<lines> <distinct identities> <bad lines>"
-stats() {
-    python3 - "$1" <<'EOF'
-import json, sys
-lines = bad = 0
-seen = set()
-data = open(sys.argv[1], "rb").read()
-if data and not data.endswith(b"\n"):
-    bad += 1
-for raw in data.splitlines():
-    lines += 1
-    try:
-        ev = json.loads(raw)
-        md = ev["metadata"]
-        seen.add((md.get("namespace"), md["name"], ev.get("count"), (ev.get("series") or {}).get("count")))
-    except Exception:
-        bad += 1
-print(lines, len(seen), bad)
-EOF
-}
+stats() { event_stats "$1"; }
 # wait_lines FILE N: until FILE holds N lines (30 s at most); then a little longer so that
 # lines written twice would show too. Sets FIRST_MS: the ms from T_START to the first line.
 FIRST_MS=

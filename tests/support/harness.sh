@@ -40,3 +40,31 @@ launch_fake() {
     ADMIN=$(sed -n 2p "$WORK/fake.out")
     [ -n "$ADMIN" ] || die "the fake API server did not start: $(cat "$WORK/fake.err")"
 }
+
+# event_stats FILE...: "<lines> <distinct identities> <bad lines>" over the event files given
+# (missing ones skipped, .gz read through gzip); a file ending inside a line counts as bad.
+event_stats() {
+    python3 - "$@" <<'PY'
+import gzip, json, os, sys
+lines = bad = 0
+seen = set()
+for path in sys.argv[1:]:
+    if not os.path.exists(path):
+        continue
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data and not data.endswith(b"\n"):
+        bad += 1
+    for raw in data.splitlines():
+        lines += 1
+        try:
+            ev = json.loads(raw)
+            md = ev["metadata"]
+            seen.add((md.get("namespace"), md["name"], ev.get("count"),
+                      (ev.get("series") or {}).get("count")))
+        except Exception:
+            bad += 1
+print(lines, len(seen), bad)
+PY
+}

@@ -207,29 +207,7 @@ log_stats() {
     else
         files=("${files[@]/#/$(ct_path '')}")
     fi
-    python3 - "${files[@]}" <<'EOF'
-import gzip, json, os, sys
-lines = ids = bad = 0
-seen = set()
-for path in sys.argv[1:]:
-    if not os.path.exists(path):
-        continue
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if data and not data.endswith(b"\n"):
-        bad += 1
-    for raw in data.splitlines():
-        lines += 1
-        try:
-            ev = json.loads(raw)
-            md = ev["metadata"]
-            seen.add((md.get("namespace"), md["name"], ev.get("count"),
-                      (ev.get("series") or {}).get("count")))
-        except Exception:
-            bad += 1
-print(lines, len(seen), bad)
-EOF
+    event_stats "${files[@]}"
 }
 # wait_lines N [FILE...]: wait until the files hold at least N lines; prints the final stats.
 wait_lines() {
