@@ -20,8 +20,10 @@ use support::notify::Listener;
 const T: Duration = Duration::from_secs(30);
 
 /// Runs the daemon as a newcomer would: default log level, this layout's kubeconfig, state
-/// directory and destination (neither exists yet), systemd's NOTIFY_SOCKET.
-fn start(layout: &Layout, listener: &Listener) -> Daemon {
+/// directory and destination (neither exists yet), systemd's NOTIFY_SOCKET (the listener
+/// returned).
+fn start(layout: &Layout) -> (Listener, Daemon) {
+    let listener = Listener::new(layout);
     // As the README says to: a kubeconfig others can read gets a warning of its own.
     std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o600)).unwrap();
     let args = newcomer_args(layout);
@@ -29,7 +31,8 @@ fn start(layout: &Layout, listener: &Listener) -> Daemon {
     let mut cmd = command(&args);
     cmd.env("NOTIFY_SOCKET", &listener.path)
         .stdout(Stdio::null());
-    Daemon::spawn(&mut cmd)
+    let d = Daemon::spawn(&mut cmd);
+    (listener, d)
 }
 
 /// The layout's kubeconfig, state directory and destination; the default log level.
@@ -73,6 +76,15 @@ fn status(listener: &Listener) -> String {
     listener.lines_with("STATUS=").pop().unwrap().1
 }
 
+/// The latest STATUS= ends with `tail`.
+fn assert_status_ends_with(listener: &Listener, tail: &str) {
+    assert!(
+        status(listener).ends_with(tail),
+        "want a STATUS ending {tail:?}: {:?}",
+        listener.messages()
+    );
+}
+
 /// Nothing but what the test put in the layout directory: no state directory, no destination.
 fn assert_nothing_created(layout: &Layout) {
     let mut names: Vec<String> = std::fs::read_dir(layout.dir.path())
@@ -87,6 +99,13 @@ fn assert_nothing_created(layout: &Layout) {
 /// Still running (retrying) after the first failure.
 fn assert_still_running(d: &mut Daemon) {
     assert!(d.child.try_wait().unwrap().is_none(), "{}", d.stderr());
+}
+
+/// Still retrying after the failure, it stops cleanly on SIGTERM, with nothing created.
+fn assert_waits_and_leaves_nothing(mut d: Daemon, layout: &Layout) {
+    assert_still_running(&mut d);
+    stop_cleanly(d);
+    assert_nothing_created(layout);
 }
 
 fn stop_cleanly(d: Daemon) {
@@ -123,8 +142,7 @@ fn a_closed_port_is_connection_refused_with_the_url_retried_and_leaves_nothing_b
         &format!("http://127.0.0.1:{port}"),
         "",
     );
-    let listener = Listener::new(&layout);
-    let mut d = start(&layout, &listener);
+    let (listener, d) = start(&layout);
     let line = the_problem_line(&d, "connection refused");
     let want = format!(
         "WARN connecting to the API server failed: connection refused by http://127.0.0.1:{port}/ \
@@ -133,17 +151,14 @@ fn a_closed_port_is_connection_refused_with_the_url_retried_and_leaves_nothing_b
          address right?; retrying in "
     );
     assert!(line.starts_with(&want), "{line}\nwant: {want}");
-    assert!(
-        status(&listener).ends_with(&format!(
+    assert_status_ends_with(
+        &listener,
+        &format!(
             "; retrying: connecting to the API server: connection refused by http://127.0.0.1:{port}/"
-        )),
-        "{:?}",
-        listener.messages()
+        ),
     );
-    assert_still_running(&mut d);
     assert_nothing_created(&layout);
-    stop_cleanly(d);
-    assert_nothing_created(&layout);
+    assert_waits_and_leaves_nothing(d, &layout);
 }
 
 /// A fake API server with TLS, its certificate from a CA of its own.
@@ -164,8 +179,7 @@ fn a_server_certificate_from_an_unknown_authority_is_an_error_saying_so() {
         .kubeconfig(Auth::None)
         .replace(&b64(api.ca_pem().unwrap()), &b64(other.ca_pem().unwrap()));
     std::fs::write(layout.kubeconfig(), kubeconfig).unwrap();
-    let listener = Listener::new(&layout);
-    let mut d = start(&layout, &listener);
+    let (listener, d) = start(&layout);
     let url = format!("{}/", api.url());
     let line = the_problem_line(&d, "unknown authority");
     assert_eq!(
@@ -178,17 +192,14 @@ fn a_server_certificate_from_an_unknown_authority_is_an_error_saying_so() {
              every 30s failures=1"
         )
     );
-    assert!(
-        status(&listener).ends_with(&format!(
+    assert_status_ends_with(
+        &listener,
+        &format!(
             "; waiting for a fix: TLS: the certificate of {url} is signed by an unknown \
              authority (x509: certificate signed by unknown authority)"
-        )),
-        "{:?}",
-        listener.messages()
+        ),
     );
-    assert_still_running(&mut d);
-    stop_cleanly(d);
-    assert_nothing_created(&layout);
+    assert_waits_and_leaves_nothing(d, &layout);
 }
 
 #[test]
@@ -200,8 +211,7 @@ fn a_server_certificate_for_another_name_is_an_error_saying_so() {
         "    tls-server-name: apiserver.example\n    certificate-authority-data:",
     );
     std::fs::write(layout.kubeconfig(), kubeconfig).unwrap();
-    let listener = Listener::new(&layout);
-    let mut d = start(&layout, &listener);
+    let (listener, d) = start(&layout);
     let line = the_problem_line(&d, "not valid for that name");
     let url = format!("{}/", api.url());
     assert!(
@@ -221,9 +231,7 @@ fn a_server_certificate_for_another_name_is_an_error_saying_so() {
         "{line}"
     );
     assert!(status(&listener).contains("; waiting for a fix: TLS: "));
-    assert_still_running(&mut d);
-    stop_cleanly(d);
-    assert_nothing_created(&layout);
+    assert_waits_and_leaves_nothing(d, &layout);
 }
 
 /// A fake that accepts `token`, set up by `prepare`, and the daemon started with a kubeconfig
@@ -240,8 +248,7 @@ fn start_with_token(
     prepare(&api);
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::Token(sent.into()));
-    let listener = Listener::new(&layout);
-    let d = start(&layout, &listener);
+    let (listener, d) = start(&layout);
     let url = format!("{}/", api.url());
     let who = format!(
         "user \"fake\", context \"fake\", kubeconfig {}",
@@ -259,8 +266,7 @@ fn an_expired_server_certificate_is_an_error_saying_so() {
     });
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(&layout);
-    let mut d = start(&layout, &listener);
+    let (listener, d) = start(&layout);
     let line = the_problem_line(&d, "has expired");
     let url = format!("{}/", api.url());
     assert!(
@@ -278,21 +284,16 @@ fn an_expired_server_certificate_is_an_error_saying_so() {
         ),
         "{line}"
     );
-    assert!(
-        status(&listener).ends_with(&format!(
-            "; waiting for a fix: TLS: the certificate of {url} has expired"
-        )),
-        "{:?}",
-        listener.messages()
+    assert_status_ends_with(
+        &listener,
+        &format!("; waiting for a fix: TLS: the certificate of {url} has expired"),
     );
-    assert_still_running(&mut d);
-    stop_cleanly(d);
-    assert_nothing_created(&layout);
+    assert_waits_and_leaves_nothing(d, &layout);
 }
 
 #[test]
 fn a_rejected_token_is_one_error_naming_kubeconfig_context_and_user() {
-    let (_api, layout, listener, mut d, url, who) =
+    let (_api, layout, listener, d, url, who) =
         start_with_token("the-right-token", "a-wrong-token", |_| {});
     let line = the_problem_line(&d, "401");
     assert_eq!(
@@ -304,17 +305,12 @@ fn a_rejected_token_is_one_error_naming_kubeconfig_context_and_user() {
              retrying every 30s failures=1"
         )
     );
-    assert!(
-        status(&listener).ends_with(&format!(
-            "; waiting for valid credentials: {url} answered 401 Unauthorized to {who}"
-        )),
-        "{:?}",
-        listener.messages()
+    assert_status_ends_with(
+        &listener,
+        &format!("; waiting for valid credentials: {url} answered 401 Unauthorized to {who}"),
     );
     assert!(!d.stderr().contains("a-wrong-token"), "the token leaked");
-    assert_still_running(&mut d);
-    stop_cleanly(d);
-    assert_nothing_created(&layout);
+    assert_waits_and_leaves_nothing(d, &layout);
 }
 
 #[test]

@@ -32,6 +32,19 @@ fn start(layout: &Layout, listener: &Listener, env: &[(&str, &str)], extra: &[&s
     Daemon::spawn(&mut cmd)
 }
 
+/// A daemon on `layout` against `api`, notifying a fresh listener.
+fn start_notifying(
+    api: &FakeApiServer,
+    layout: &Layout,
+    env: &[(&str, &str)],
+    extra: &[&str],
+) -> (Listener, Daemon) {
+    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let listener = Listener::new(layout);
+    let d = start(layout, &listener, env, extra);
+    (listener, d)
+}
+
 fn event(i: usize) -> String {
     format!(
         r#"{{"involvedObject":{{"kind":"Pod","name":"p{i}"}},"reason":"Pulled","message":"m","count":1,"type":"Normal"}}"#
@@ -50,9 +63,7 @@ fn ready_comes_only_after_the_first_list_is_written_and_status_tells_why_before(
     // before anything is sent.
     api.fail_next_for(Target::Watch, 3, Failure::ServiceUnavailable);
     let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(&layout);
-    let d = start(&layout, &listener, &[], &[]);
+    let (listener, d) = start_notifying(&api, &layout, &[], &[]);
 
     listener.wait_for("READY=1");
     // When READY arrives, every listed event is already in the file.
@@ -84,19 +95,14 @@ fn ready_comes_only_after_the_first_list_is_written_and_status_tells_why_before(
 fn status_is_refreshed_but_not_per_event() {
     let api = FakeApiServer::start(Options::default());
     let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(&layout);
-    let d = start(&layout, &listener, &[], &[]);
+    let (listener, d) = start_notifying(&api, &layout, &[], &[]);
     listener.wait_for("READY=1");
     let started = Instant::now();
     for i in 0..300 {
         api.create("s", &format!("e{i}"), &event(i));
     }
     assert!(
-        wait_until(T, || listener
-            .lines_with("STATUS=")
-            .iter()
-            .any(|(_, l)| l.contains("300 written"))),
+        listener.wait_for_status("300 written"),
         "{:?}",
         listener.messages()
     );
@@ -126,11 +132,9 @@ fn wait_for_keepalive_from(listener: &Listener, from: Instant, d: &Daemon) {
 fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls() {
     let api = FakeApiServer::start(Options::default());
     let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(&layout);
-    let d = start(
+    let (listener, d) = start_notifying(
+        &api,
         &layout,
-        &listener,
         &[("WATCHDOG_USEC", "2000000")],
         &["--watch-idle-timeout-sec", "1"],
     );
@@ -145,16 +149,8 @@ fn watchdog_keepalives_flow_while_healthy_and_stop_while_the_api_server_stalls()
     std::thread::sleep(Duration::from_secs(3));
     let stall_start = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let during: Vec<_> = listener
-        .lines_with("WATCHDOG=1")
-        .into_iter()
-        .filter(|(t, _)| *t >= stall_start)
-        .collect();
-    assert!(
-        during.is_empty(),
-        "keep-alives went on while stalled: {}",
-        during.len()
-    );
+    let during = listener.count_since("WATCHDOG=1", stall_start);
+    assert_eq!(during, 0, "keep-alives went on while stalled");
 
     // Recovered: they resume.
     api.set_stalled(false);
@@ -169,11 +165,9 @@ fn a_standby_is_ready_says_who_leads_and_keeps_the_watchdog_fed() {
     api.hold_lease("kube-system", "kube-event-pipe", "cp-other", 3600);
     api.create("n", "e1", &event(1));
     let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(&layout);
-    let d = start(
+    let (listener, d) = start_notifying(
+        &api,
         &layout,
-        &listener,
         &[("WATCHDOG_USEC", "2000000")],
         &["--leader-election", "--identity", "cp-this"],
     );
@@ -227,12 +221,10 @@ fn start_watched(
     destination: &std::path::Path,
     usec: &str,
 ) -> (Daemon, Listener) {
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let listener = Listener::new(layout);
     let dest = destination.display().to_string();
-    let d = start(
+    let (listener, d) = start_notifying(
+        api,
         layout,
-        &listener,
         &[("WATCHDOG_USEC", usec)],
         &["--destination", &dest],
     );
@@ -355,20 +347,13 @@ fn a_write_that_hangs_stops_the_watchdog_until_it_goes_through() {
     );
     let hung = Instant::now();
     std::thread::sleep(Duration::from_secs(3));
-    let during = listener
-        .lines_with("WATCHDOG=1")
-        .into_iter()
-        .filter(|(t, _)| *t >= hung)
-        .count();
+    let during = listener.count_since("WATCHDOG=1", hung);
     assert_eq!(during, 0, "keep-alives went on while the write hung");
 
     go_tx.send(()).unwrap();
     wait_for_keepalive_from(&listener, Instant::now(), &d);
     assert!(
-        wait_until(T, || listener
-            .lines_with("STATUS=")
-            .iter()
-            .any(|(_, l)| l.contains("400 written"))),
+        listener.wait_for_status("400 written"),
         "{:?}",
         listener.lines_with("STATUS=")
     );

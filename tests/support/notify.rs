@@ -48,6 +48,23 @@ impl Listener {
             .collect()
     }
 
+    /// How many lines starting with `prefix` arrived at or after `from`.
+    pub fn count_since(&self, prefix: &str, from: Instant) -> usize {
+        self.lines_with(prefix)
+            .iter()
+            .filter(|(t, _)| *t >= from)
+            .count()
+    }
+
+    /// Waits until a STATUS= line holds `needle`; false if none did in time.
+    pub fn wait_for_status(&self, needle: &str) -> bool {
+        wait_until(T, || {
+            self.lines_with("STATUS=")
+                .iter()
+                .any(|(_, l)| l.contains(needle))
+        })
+    }
+
     pub fn wait_for(&self, prefix: &str) -> (Instant, String) {
         assert!(
             wait_until(T, || !self.lines_with(prefix).is_empty()),
