@@ -6,12 +6,12 @@
 mod support;
 
 use std::collections::HashSet;
-use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use support::daemon::{Daemon, Layout, command, lines, wait_for_lines, wait_until};
+use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options, RecordedRequest};
-use support::scenario::{expire_version, settle_and_stop, start, wait_for_relist};
+use support::notify::Listener;
+use support::scenario::{daemon_command, expire_version, settle_and_stop, start, wait_for_relist};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -155,20 +155,6 @@ fn a_namespaced_run_never_requests_a_cluster_wide_path_even_when_it_lists_again(
     }
 }
 
-/// A NOTIFY_SOCKET that collects what the daemon tells systemd.
-fn notify_socket(layout: &Layout) -> (std::path::PathBuf, std::sync::mpsc::Receiver<String>) {
-    let path = layout.path("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    (path, rx)
-}
-
 /// Flags, environment, and the message the daemon must log.
 type Rejected = (
     &'static [&'static str],
@@ -198,17 +184,9 @@ fn a_selector_the_server_rejects_exits_2_before_ready_naming_key_origin_and_mess
         ),
     ];
     for (flags, env, message) in cases {
-        let (socket, notes) = notify_socket(&layout);
-        let mut args = layout.args();
-        args.extend(flags.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut cmd = command(&args);
-        cmd.env("NOTIFY_SOCKET", &socket)
-            .stdout(std::process::Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut d = Daemon::spawn(&mut cmd);
+        let listener = Listener::new(&layout);
+        let mut cmd = daemon_command(&layout, Some(&listener), flags);
+        let mut d = Daemon::spawn(cmd.envs(env.iter().copied()));
         let status = d.wait(T);
         assert_eq!(status.code(), Some(2), "{}", d.stderr());
         assert!(
@@ -223,13 +201,16 @@ fn a_selector_the_server_rejects_exits_2_before_ready_naming_key_origin_and_mess
             1,
             "{log}"
         );
-        let told: Vec<String> = notes.try_iter().collect();
         assert!(
-            !told.iter().any(|m| m.contains("READY=1")),
-            "READY=1 was sent: {told:?}"
+            !listener
+                .messages()
+                .iter()
+                .any(|(_, m)| m.contains("READY=1")),
+            "READY=1 was sent: {:?}",
+            listener.messages()
         );
         assert!(lines(&layout.out()).is_empty());
-        std::fs::remove_file(socket).unwrap();
+        std::fs::remove_file(&listener.path).unwrap();
     }
     // One request each: the first answer settled it.
     assert_eq!(events_requests(&api).len(), 3);

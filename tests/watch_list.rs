@@ -6,12 +6,11 @@
 mod support;
 
 use std::collections::HashSet;
-use std::os::unix::net::UnixDatagram;
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
-use support::daemon::{Daemon, Layout, command, lines, wait_for_lines};
+use support::daemon::{Daemon, Layout, lines, wait_for_lines};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
+use support::notify::Listener;
 use support::scenario::{expire_version, settle_and_stop, start, wait_for_relist};
 
 const T: Duration = Duration::from_secs(30);
@@ -37,25 +36,10 @@ fn server_with(opts: Options, n: usize) -> (FakeApiServer, Layout) {
     (api, layout)
 }
 
-/// Starts the daemon with a NOTIFY_SOCKET; the receiver gets each datagram.
-fn start_notified(layout: &Layout, extra: &[&str]) -> (Daemon, Receiver<String>) {
-    let path = layout.path("notify.sock");
-    let _ = std::fs::remove_file(&path);
-    let sock = UnixDatagram::bind(&path).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-        }
-    });
-    let mut args = layout.args();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = command(&args);
-    cmd.env("NOTIFY_SOCKET", &path)
-        .stdout(std::process::Stdio::null());
-    (Daemon::spawn(&mut cmd), rx)
+/// Starts the daemon with a NOTIFY_SOCKET listener.
+fn start_notified(layout: &Layout, extra: &[&str]) -> (Daemon, Listener) {
+    let listener = Listener::new(layout);
+    (start(layout, Some(&listener), extra), listener)
 }
 
 /// The list pages the daemon needs for `events`.
@@ -89,10 +73,7 @@ fn assert_each_once(api: &FakeApiServer, layout: &Layout, log: &str) {
 fn cold_start_writes_every_event_once_is_ready_after_the_end_bookmark_and_saves_its_version() {
     let (api, layout) = server_with(Options::default(), 1500);
     let (d, notes) = start_notified(&layout, &[]);
-    let ready = notes
-        .iter()
-        .find(|m| m.lines().any(|l| l == "READY=1"))
-        .expect("READY=1");
+    let (_, ready) = notes.wait_for("READY=1");
     // READY came after every initial event was written.
     assert_eq!(
         lines(&layout.out()).len(),
@@ -149,10 +130,10 @@ fn no_version_is_saved_and_no_ready_sent_before_the_end_bookmark_and_a_kill_ther
     wait_for_lines(&layout.out(), 700, T, &d);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(saved_version(&layout), None, "{}", d.stderr());
-    let told: Vec<String> = notes.try_iter().collect();
     assert!(
-        !told.iter().any(|m| m.lines().any(|l| l == "READY=1")),
-        "READY before the end bookmark: {told:?}"
+        notes.lines_with("READY=1").is_empty(),
+        "READY before the end bookmark: {:?}",
+        notes.messages()
     );
     let log = d.kill();
     assert!(!log.contains("watching from here"), "{log}");
