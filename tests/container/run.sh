@@ -359,13 +359,30 @@ kubeconfig_tests() {
     log "-- 2. restarted on the same volume"
     run_image kep-kubeconfig -v "$WORK/fake.kubeconfig:/etc/kube/config:ro" -e KUBECONFIG=/etc/kube/config \
         -v "$vol:/var/filters"
-    wait_log "$WORK/kep-kubeconfig.err" "resuming the watch|watching from here" || true
-    add_events 50 5 || fail "adding events to the fake"
-    wait_lines "$WORK/kep-kubeconfig.out" 5
-    s=$(stats "$WORK/kep-kubeconfig.out")
-    check "kubeconfig, restarted: only the 5 new events written, nothing again (lines/distinct/bad = $s)" \
-        test "$s" = "5 5 0"
+    check_restart_writes_only_new kubeconfig kep-kubeconfig 50
     stop_image "kubeconfig, restarted" kep-kubeconfig
+}
+
+# Runs the image in-cluster as packaging/kubernetes/statefulset.yaml runs it in a pod (identity
+# from the pod name), metrics on port $1.
+run_incluster() {
+    run_image kep-incluster -e KUBERNETES_SERVICE_HOST=127.0.0.1 -e KUBERNETES_SERVICE_PORT="${API##*:}" \
+        -v "$WORK/serviceaccount:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
+        -v kep-filters:/var/filters --read-only --cap-drop=ALL --security-opt=no-new-privileges \
+        -e KUBE_EVENT_PIPE_LEADER_ELECTION=true -e KUBE_EVENT_PIPE_IDENTITY=kube-event-pipe-0 \
+        -e KUBE_EVENT_PIPE_LEASE_NAMESPACE=kube-system -e KUBE_EVENT_PIPE_METRICS_ADDRESS="127.0.0.1:$1"
+}
+
+# Container $2 ($1 in messages) was restarted on its volume: five new events from index $3 on
+# are written, and nothing written before is written again.
+check_restart_writes_only_new() {
+    local s
+    wait_log "$WORK/$2.err" "resuming the watch|watching from here" || true
+    add_events "$3" 5 || fail "adding events to the fake"
+    wait_lines "$WORK/$2.out" 5
+    s=$(stats "$WORK/$2.out")
+    check "$1, restarted: only the 5 new events written, nothing again (lines/distinct/bad = $s)" \
+        test "$s" = "5 5 0"
 }
 
 incluster_tests() {
@@ -374,12 +391,7 @@ incluster_tests() {
     log "-- 3. in-cluster: KUBERNETES_SERVICE_HOST/PORT, the ServiceAccount files, a fresh named volume, leader election,"
     log "   a read-only root file system, no capabilities, no new privileges (as packaging/kubernetes/statefulset.yaml)"
     pm volume create kep-filters >/dev/null || die "podman volume create"
-    # As packaging/kubernetes/statefulset.yaml runs it (identity from the pod name).
-    run_image kep-incluster -e KUBERNETES_SERVICE_HOST=127.0.0.1 -e KUBERNETES_SERVICE_PORT="${API##*:}" \
-        -v "$WORK/serviceaccount:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
-        -v kep-filters:/var/filters --read-only --cap-drop=ALL --security-opt=no-new-privileges \
-        -e KUBE_EVENT_PIPE_LEADER_ELECTION=true -e KUBE_EVENT_PIPE_IDENTITY=kube-event-pipe-0 \
-        -e KUBE_EVENT_PIPE_LEASE_NAMESPACE=kube-system -e KUBE_EVENT_PIPE_METRICS_ADDRESS="127.0.0.1:$port"
+    run_incluster "$port"
     n=$(curl -fsS "$ADMIN/fake/state" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])')
     wait_lines "$WORK/kep-incluster.out" "$n"
     s=$(stats "$WORK/kep-incluster.out")
@@ -397,17 +409,8 @@ incluster_tests() {
     stop_image in-cluster kep-incluster
 
     log "-- 4. in-cluster, restarted on the same volume"
-    run_image kep-incluster -e KUBERNETES_SERVICE_HOST=127.0.0.1 -e KUBERNETES_SERVICE_PORT="${API##*:}" \
-        -v "$WORK/serviceaccount:/var/run/secrets/kubernetes.io/serviceaccount:ro" \
-        -v kep-filters:/var/filters --read-only --cap-drop=ALL --security-opt=no-new-privileges \
-        -e KUBE_EVENT_PIPE_LEADER_ELECTION=true -e KUBE_EVENT_PIPE_IDENTITY=kube-event-pipe-0 \
-        -e KUBE_EVENT_PIPE_LEASE_NAMESPACE=kube-system -e KUBE_EVENT_PIPE_METRICS_ADDRESS="127.0.0.1:$port"
-    wait_log "$WORK/kep-incluster.err" "resuming the watch|watching from here" || true
-    add_events 60 5 || fail "adding events to the fake"
-    wait_lines "$WORK/kep-incluster.out" 5
-    s=$(stats "$WORK/kep-incluster.out")
-    check "in-cluster, restarted: only the 5 new events written, nothing again (lines/distinct/bad = $s)" \
-        test "$s" = "5 5 0"
+    run_incluster "$port"
+    check_restart_writes_only_new in-cluster kep-incluster 60
     # A second signal while the drain waits (here on the API server, which stops answering,
     # so the leader's release of the Lease hangs): the daemon exits at once with 130.
     curl -fsS -X POST "$ADMIN/fake/fault" -d '{"fault":"stall"}' >/dev/null || fail "stalling the fake"
