@@ -31,6 +31,10 @@ fn fixture(name: &str) -> String {
     std::fs::read_to_string(fixture_dir().join(name)).unwrap()
 }
 
+fn fixture_lines(name: &str) -> Vec<String> {
+    fixture(name).lines().map(str::to_string).collect()
+}
+
 /// Raw items of a list fixture, in order.
 fn fixture_items(name: &str) -> Vec<String> {
     #[derive(serde::Deserialize)]
@@ -134,6 +138,24 @@ fn norm(s: &str) -> String {
             }
         }
     }
+}
+
+/// A fake holding `n` like events `a/e000`, `a/e001`..., created in that order.
+fn fake_with_numbered(opts: Options, n: usize) -> FakeApiServer {
+    let fake = FakeApiServer::start(opts);
+    for i in 0..n {
+        fake.create("a", &format!("e{i:03}"), r#"{"reason":"R"}"#);
+    }
+    fake
+}
+
+/// A fake that sends initial watch events at a real server's pace, holding `n` of them.
+fn paced_fake(initial_event_delay: Duration, n: usize) -> FakeApiServer {
+    let opts = Options {
+        initial_event_delay,
+        ..Options::default()
+    };
+    fake_with_numbered(opts, n)
 }
 
 /// A fake loaded with the objects of the compact list capture, created in rv order.
@@ -274,6 +296,43 @@ fn get(fake: &FakeApiServer, target: &str) -> Http {
     request_on(plain(fake), "GET", target, &[]).unwrap()
 }
 
+/// The body of the answer to GET `target`, which must have the status `status`.
+#[track_caller]
+fn body_of(fake: &FakeApiServer, target: &str, status: u16) -> String {
+    let r = get(fake, target);
+    assert_eq!(r.status, status, "{target}");
+    r.body()
+}
+
+/// A GET of `target` answered with 200 and a body that ends cleanly without a line.
+#[track_caller]
+fn expect_empty_ok(fake: &FakeApiServer, target: &str) {
+    let mut w = get(fake, target);
+    assert_eq!(w.status, 200);
+    w.expect_end();
+}
+
+/// A watch of all events from `rv`, with `extra` parameters.
+fn watch_from(fake: &FakeApiServer, rv: u64, extra: &str) -> Http {
+    get(
+        fake,
+        &format!("/api/v1/events?watch=1&resourceVersion={rv}{extra}"),
+    )
+}
+
+/// A watch from the current version, once the server counts it open, so that what a test
+/// does next reaches it.
+fn open_watch(fake: &FakeApiServer) -> Http {
+    let w = watch_from(fake, fake.current_rv(), "");
+    assert!(fake.wait_for_watches(1, Duration::from_secs(5)));
+    w
+}
+
+/// A list of all events on `conn`, with `headers`.
+fn list_on(conn: (Box<dyn Stream>, TcpStream), headers: &[(&str, &str)]) -> io::Result<Http> {
+    request_on(conn, "GET", "/api/v1/events", headers)
+}
+
 impl Http {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -359,6 +418,50 @@ impl Http {
             Line::Line(l) => panic!("expected a clean end, got {l}"),
         }
     }
+
+    /// The next frame, which must be of type `typ`.
+    #[track_caller]
+    fn expect_type(&mut self, typ: &str) -> String {
+        let line = self.line();
+        assert_eq!(frame_type(&line), typ);
+        line
+    }
+
+    /// The next frame, which must be of type `typ` and about an object named `name`.
+    #[track_caller]
+    fn expect_named(&mut self, typ: &str, name: &str) {
+        let line = self.expect_type(typ);
+        assert!(line.contains(&format!("\"name\":\"{name}\"")), "{line}");
+    }
+
+    /// The next frame, which must be byte for byte `typ` of the object `ns/name` as the fake
+    /// holds it now.
+    #[track_caller]
+    fn expect_frame(&mut self, fake: &FakeApiServer, typ: &str, ns: &str, name: &str) -> String {
+        let line = self.line();
+        assert_eq!(
+            line,
+            format!(
+                "{{\"type\":\"{typ}\",\"object\":{}}}",
+                fake.object_line(ns, name)
+            )
+        );
+        line
+    }
+
+    /// The next lines, each equal to the expected one up to resource versions.
+    #[track_caller]
+    fn expect_lines_like<S: AsRef<str>>(&mut self, expected: impl IntoIterator<Item = S>) {
+        for e in expected {
+            assert_eq!(norm(&self.line()), norm(e.as_ref()));
+        }
+    }
+}
+
+#[track_caller]
+fn assert_took_at_least(since: Instant, least: Duration) {
+    let took = since.elapsed();
+    assert!(took >= least, "{took:?}");
 }
 
 fn frame_type(line: &str) -> String {
@@ -484,9 +587,11 @@ fn expired_continue_token_gives_410_with_a_fresh_token_like_the_capture() {
     .unwrap();
     fake.create("default", "zzzz", r#"{"reason":"Churn"}"#);
     fake.compact();
-    let r = get(&fake, &format!("/api/v1/events?limit=2&continue={tok}"));
-    assert_eq!(r.status, 410);
-    let body = r.body();
+    let body = body_of(
+        &fake,
+        &format!("/api/v1/events?limit=2&continue={tok}"),
+        410,
+    );
     assert_eq!(body, fixture("raw-list-expired-continue.json"));
     // The fresh token continues (inconsistently) from the same place, at the current state.
     let fresh: String = serde_json::from_str(
@@ -522,10 +627,7 @@ fn expired_continue_token_gives_410_with_a_fresh_token_like_the_capture() {
 fn watch_replays_the_capture_frame_for_frame() {
     let fake = FakeApiServer::start(Options::default());
     let start = fake.current_rv();
-    let captured: Vec<String> = fixture("raw-watch.jsonl")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let captured = fixture_lines("raw-watch.jsonl");
     for line in &captured {
         let obj = raw_member(line, "object").unwrap();
         let (ns, name) = ns_name(&obj);
@@ -558,15 +660,8 @@ fn watch_replays_the_capture_frame_for_frame() {
     }
     // Then live changes.
     fake.set_count("demo", "job-1.7t2vv", 2);
-    let live = w.line();
+    let live = w.expect_frame(&fake, "MODIFIED", "demo", "job-1.7t2vv");
     assert!(live.starts_with(r#"{"type":"MODIFIED","object":{"kind":"Event","apiVersion":"v1","#));
-    assert_eq!(
-        live,
-        format!(
-            "{{\"type\":\"MODIFIED\",\"object\":{}}}",
-            fake.object_line("demo", "job-1.7t2vv")
-        )
-    );
 }
 
 #[test]
@@ -580,14 +675,7 @@ fn watch_from_r_sends_only_later_changes_then_live_ones() {
         &fake,
         &format!("/api/v1/events?watch=true&resourceVersion={r}"),
     );
-    let l1 = w.line();
-    assert_eq!(
-        l1,
-        format!(
-            "{{\"type\":\"ADDED\",\"object\":{}}}",
-            fake.object_line("ns", "new")
-        )
-    );
+    let l1 = w.expect_frame(&fake, "ADDED", "ns", "new");
     let l2 = w.line();
     assert!(l2.starts_with(r#"{"type":"DELETED","object":{"kind":"Event","apiVersion":"v1","metadata":{"name":"old","namespace":"ns","#));
     assert!(l2.contains(&format!("\"resourceVersion\":\"{deleted_rv}\"")));
@@ -595,13 +683,7 @@ fn watch_from_r_sends_only_later_changes_then_live_ones() {
     // Byte-exact preservation of the given fields, metadata first.
     assert!(l1.ends_with(r#","reason":"New","count":1}}"#));
     fake.create("ns", "live", r#"{"reason":"Live"}"#);
-    assert_eq!(
-        w.line(),
-        format!(
-            "{{\"type\":\"ADDED\",\"object\":{}}}",
-            fake.object_line("ns", "live")
-        )
-    );
+    w.expect_frame(&fake, "ADDED", "ns", "live");
 }
 
 #[test]
@@ -614,22 +696,10 @@ fn watch_without_version_or_from_zero_starts_with_synthetic_added_for_current_ob
     fake.delete("a", "z");
     for q in ["watch=1", "watch=1&resourceVersion=0"] {
         let mut w = get(&fake, &format!("/api/v1/events?{q}"));
-        assert_eq!(
-            w.line(),
-            format!(
-                "{{\"type\":\"ADDED\",\"object\":{}}}",
-                fake.object_line("a", "y")
-            )
-        );
-        assert_eq!(
-            w.line(),
-            format!(
-                "{{\"type\":\"ADDED\",\"object\":{}}}",
-                fake.object_line("b", "x")
-            )
-        );
+        w.expect_frame(&fake, "ADDED", "a", "y");
+        w.expect_frame(&fake, "ADDED", "b", "x");
         fake.set_count("b", "x", 2);
-        assert_eq!(frame_type(&w.line()), "MODIFIED");
+        w.expect_type("MODIFIED");
     }
 }
 
@@ -641,7 +711,7 @@ fn send_initial_events_ends_with_the_initial_events_end_bookmark() {
         &fake,
         "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true",
     );
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     // The captured end bookmark, with this server's resourceVersion.
     let captured = fixture("watchlist.jsonl")
         .lines()
@@ -657,12 +727,14 @@ fn expired_watch_version_gives_200_and_the_captured_error_frame() {
     let r = fake.create("ns", "a", r#"{"reason":"A"}"#);
     fake.create("ns", "b", r#"{"reason":"B"}"#);
     fake.compact();
-    let w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={r}"),
+    assert_eq!(
+        body_of(
+            &fake,
+            &format!("/api/v1/events?watch=1&resourceVersion={r}"),
+            200
+        ),
+        fixture("raw-watch-expired.jsonl")
     );
-    assert_eq!(w.status, 200);
-    assert_eq!(w.body(), fixture("raw-watch-expired.jsonl"));
     assert_eq!(
         format!("{WATCH_EXPIRED_FRAME}\n"),
         fixture("raw-watch-expired.jsonl")
@@ -670,12 +742,9 @@ fn expired_watch_version_gives_200_and_the_captured_error_frame() {
     // Versions older than the initial one are expired too; the compaction point itself is not.
     let c = fake.compacted_rv();
     assert_eq!(c, fake.current_rv());
-    let mut w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={c}"),
-    );
+    let mut w = watch_from(&fake, c, "");
     fake.create("ns", "c", r#"{"reason":"C"}"#);
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     let w = get(&fake, "/api/v1/events?watch=1&resourceVersion=1");
     assert_eq!(w.body(), fixture("raw-watch-expired.jsonl"));
 }
@@ -714,10 +783,7 @@ fn bookmarks_only_when_configured_and_allowed() {
         )
     );
     // Without allowWatchBookmarks: nothing within a second, then the timeout end.
-    let mut w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={rv}&timeoutSeconds=1"),
-    );
+    let mut w = watch_from(&fake, rv, "&timeoutSeconds=1");
     w.expect_end();
     // Default options: no bookmark either, even when allowed.
     let quiet = FakeApiServer::start(Options::default());
@@ -730,7 +796,7 @@ fn bookmarks_only_when_configured_and_allowed() {
     let mut w = get(&quiet, "/api/v1/events?watch=1&allowWatchBookmarks=true");
     assert!(quiet.wait_for_watches(1, Duration::from_secs(5)));
     quiet.send_bookmark();
-    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    w.expect_type("BOOKMARK");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -743,47 +809,23 @@ fn bearer_token_auth_answers_like_the_real_server() {
         token: Some("s3cret".into()),
         ..Options::default()
     });
-    let r = request_on(
-        plain(&fake),
-        "GET",
-        "/api/v1/events",
-        &[("User-Agent", "curl/8.5.0")],
-    )
-    .unwrap();
+    let r = list_on(plain(&fake), &[("User-Agent", "curl/8.5.0")]).unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(r.body(), fixture("raw-unauthorized.json"));
-    let r = request_on(
-        plain(&fake),
-        "GET",
-        "/api/v1/events",
-        &[("User-Agent", "kube-event-pipe")],
-    )
-    .unwrap();
+    let r = list_on(plain(&fake), &[("User-Agent", "kube-event-pipe")]).unwrap();
     assert_eq!(r.status, 403);
     assert_eq!(
         r.body(),
         r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"events is forbidden: User \"system:anonymous\" cannot list resource \"events\" in API group \"\" at the cluster scope","reason":"Forbidden","details":{"kind":"events"},"code":403}
 "#
     );
-    let r = request_on(
-        plain(&fake),
-        "GET",
-        "/api/v1/events",
-        &[("Authorization", "Bearer wrong")],
-    )
-    .unwrap();
+    let r = list_on(plain(&fake), &[("Authorization", "Bearer wrong")]).unwrap();
     assert_eq!(r.status, 401);
     assert_eq!(
         r.body(),
         "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"Unauthorized\",\"reason\":\"Unauthorized\",\"code\":401}\n"
     );
-    let r = request_on(
-        plain(&fake),
-        "GET",
-        "/api/v1/events",
-        &[("Authorization", "Bearer s3cret")],
-    )
-    .unwrap();
+    let r = list_on(plain(&fake), &[("Authorization", "Bearer s3cret")]).unwrap();
     assert_eq!(r.status, 200);
     let reqs = fake.requests();
     assert_eq!(
@@ -809,26 +851,12 @@ fn tls_with_the_generated_ca_and_client_certificates() {
         fake.client_key_pem().unwrap(),
     ));
     // With the client certificate: authenticated without a token.
-    let r = request_on(
-        tls(&fake, tls_config(&ca, client.clone())),
-        "GET",
-        "/api/v1/events",
-        &[],
-    )
-    .unwrap();
+    let r = list_on(tls(&fake, tls_config(&ca, client.clone())), &[]).unwrap();
     assert_eq!(r.status, 200);
     assert!(r.body().contains("\"name\":\"a\""));
     // Without one: the handshake is refused.
     let before = fake.tls_handshake_failures();
-    assert!(
-        request_on(
-            tls(&fake, tls_config(&ca, None)),
-            "GET",
-            "/api/v1/events",
-            &[]
-        )
-        .is_err()
-    );
+    assert!(list_on(tls(&fake, tls_config(&ca, None)), &[]).is_err());
     // The server counts the failure in its own task, possibly after the client saw it.
     assert!(
         support::daemon::wait_until(Duration::from_secs(5), || fake.tls_handshake_failures()
@@ -842,11 +870,9 @@ fn tls_with_the_generated_ca_and_client_certificates() {
         ..Options::default()
     });
     assert!(
-        request_on(
+        list_on(
             tls(&fake, tls_config(&other.ca_pem().unwrap(), client)),
-            "GET",
-            "/api/v1/events",
-            &[]
+            &[],
         )
         .is_err()
     );
@@ -856,10 +882,8 @@ fn tls_with_the_generated_ca_and_client_certificates() {
         client_auth: ClientAuth::Optional,
         ..Options::default()
     });
-    let r = request_on(
+    let r = list_on(
         tls(&optional, tls_config(&optional.ca_pem().unwrap(), None)),
-        "GET",
-        "/api/v1/events",
         &[],
     )
     .unwrap();
@@ -972,14 +996,14 @@ fn drop_watches_aborts_connections_with_or_without_half_a_frame() {
     let fake = FakeApiServer::start(Options::default());
     fake.create("ns", "a", r#"{"reason":"A"}"#);
     let mut w = get(&fake, "/api/v1/events?watch=1");
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     fake.drop_watches(false);
     let e = w.next_line().err().expect("aborted, not a clean end");
     assert_ne!(e.kind(), io::ErrorKind::WouldBlock);
     assert!(w.pending.is_empty());
 
     let mut w = get(&fake, "/api/v1/events?watch=1");
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     fake.drop_watches(true);
     assert!(w.next_line().is_err());
     assert!(!w.pending.is_empty(), "half a frame was written");
@@ -987,18 +1011,13 @@ fn drop_watches_aborts_connections_with_or_without_half_a_frame() {
     assert!(serde_json::from_slice::<serde_json::Value>(&w.pending).is_err());
     // The server still serves new watches.
     let mut w = get(&fake, "/api/v1/events?watch=1");
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
 }
 
 #[test]
 fn stall_holds_watches_and_new_requests_until_cleared() {
     let fake = FakeApiServer::start(Options::default());
-    let rv = fake.current_rv();
-    let mut w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={rv}"),
-    );
-    assert!(fake.wait_for_watches(1, Duration::from_secs(5)));
+    let mut w = open_watch(&fake);
     fake.set_stalled(true);
     fake.create("ns", "a", r#"{"reason":"A"}"#);
     w.set_timeout(Duration::from_millis(700));
@@ -1023,7 +1042,7 @@ fn stall_holds_watches_and_new_requests_until_cleared() {
     assert_eq!(fake.requests()[1].status, None);
     fake.set_stalled(false);
     w.set_timeout(Duration::from_secs(10));
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(s.read(&mut buf).unwrap(), 1);
     assert_eq!(&buf, b"H");
@@ -1032,21 +1051,16 @@ fn stall_holds_watches_and_new_requests_until_cleared() {
 #[test]
 fn malformed_frames_and_in_stream_410_reach_open_watches_in_order() {
     let fake = FakeApiServer::start(Options::default());
-    let rv = fake.current_rv();
-    let mut w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={rv}"),
-    );
-    assert!(fake.wait_for_watches(1, Duration::from_secs(5)));
+    let mut w = open_watch(&fake);
     fake.create("ns", "a", r#"{"reason":"A"}"#);
     fake.inject_malformed_frame();
     fake.inject_watch_line("not json at all");
     fake.create("ns", "b", r#"{"reason":"B"}"#);
     fake.expire_watches();
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     assert_eq!(w.line(), MALFORMED_FRAME);
     assert_eq!(w.line(), "not json at all");
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     assert_eq!(w.line(), WATCH_EXPIRED_FRAME);
     w.expect_end();
 }
@@ -1056,9 +1070,8 @@ fn injected_failures_answer_the_next_requests_then_stop() {
     let fake = FakeApiServer::start(Options::default());
     fake.fail_next(2, Failure::InternalError);
     for _ in 0..2 {
-        let r = get(&fake, "/api/v1/events");
-        assert_eq!(r.status, 500);
-        assert!(r.body().contains("\"reason\":\"InternalError\""));
+        let body = body_of(&fake, "/api/v1/events", 500);
+        assert!(body.contains("\"reason\":\"InternalError\""));
     }
     assert_eq!(get(&fake, "/api/v1/events").status, 200);
 
@@ -1078,12 +1091,9 @@ fn injected_failures_answer_the_next_requests_then_stop() {
 
     fake.fail_next_for(Target::Watch, 1, Failure::ServiceUnavailable);
     assert_eq!(get(&fake, "/api/v1/events").status, 200);
-    let r = get(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
-    assert_eq!(r.status, 503);
-    assert!(r.body().contains("\"code\":503"));
-    let mut w = get(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
-    assert_eq!(w.status, 200);
-    w.expect_end();
+    let body = body_of(&fake, "/api/v1/events?watch=1&timeoutSeconds=1", 503);
+    assert!(body.contains("\"code\":503"));
+    expect_empty_ok(&fake, "/api/v1/events?watch=1&timeoutSeconds=1");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1099,10 +1109,8 @@ fn request_log_tells_lists_from_watches() {
         "/api/v1/events?watch=true&allowWatchBookmarks=true&resourceVersion=100&timeoutSeconds=1",
     );
     w.expect_end();
-    let r = get(&fake, "/api/v1/pods");
-    assert_eq!(r.status, 404);
     assert_eq!(
-        r.body(),
+        body_of(&fake, "/api/v1/pods", 404),
         "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"the server could not find the requested resource\",\"reason\":\"NotFound\",\"details\":{},\"code\":404}\n"
     );
     assert_eq!(fake.list_request_count(), 1);
@@ -1294,39 +1302,47 @@ fn json_field(body: &str, pointer: &str) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+fn lease_rv(body: &str) -> u64 {
+    json_field(body, "/metadata/resourceVersion")
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// An answer with the capture's status and, but for the values a server makes up, its body.
+#[track_caller]
+fn assert_like_capture(status: u16, body: &str, capture: &str) {
+    assert_eq!(status, status_of(capture));
+    assert_eq!(norm_lease(body), norm_lease(fixture(capture).trim_end()));
+}
+
+/// An answer with the capture's status and body, byte for byte.
+#[track_caller]
+fn assert_is_capture(status: u16, body: &str, capture: &str) {
+    assert_eq!(status, status_of(capture));
+    assert_eq!(body, fixture(capture).trim_end());
+}
+
 #[test]
 fn leases_answer_create_get_update_and_conflicts_as_the_captures() {
     let fake = FakeApiServer::start(Options::default());
     let create = r#"{"apiVersion":"coordination.k8s.io/v1","kind":"Lease","metadata":{"name":"kube-event-pipe","namespace":"kube-system","annotations":{"example.org/note":"capture"}},"spec":{"holderIdentity":"cp-1","leaseDurationSeconds":15,"acquireTime":"2026-11-30T10:32:00.000000Z","renewTime":"2026-11-30T10:32:00Z","leaseTransitions":0}}"#;
     let (status, created) = lease_request(&fake, "POST", LEASES, create);
-    assert_eq!(status, status_of("lease-create.json"));
     // renewTime was sent without a fraction: stored, like every MicroTime, with six digits.
-    assert_eq!(
-        norm_lease(&created),
-        norm_lease(fixture("lease-create.json").trim_end())
-    );
-    let rv: u64 = json_field(&created, "/metadata/resourceVersion")
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    assert_like_capture(status, &created, "lease-create.json");
+    let rv = lease_rv(&created);
     assert!(rv > fake.compacted_rv(), "from the store's counter: {rv}");
 
     let (status, again) = lease_request(&fake, "POST", LEASES, create);
-    assert_eq!(status, status_of("lease-create-exists.json"));
-    assert_eq!(again, fixture("lease-create-exists.json").trim_end());
+    assert_is_capture(status, &again, "lease-create-exists.json");
 
     let (status, got) = lease_request(&fake, "GET", &format!("{LEASES}/kube-event-pipe"), "");
-    assert_eq!(status, status_of("lease-get.json"));
+    assert_like_capture(status, &got, "lease-get.json");
     assert_eq!(got, created);
-    assert_eq!(
-        norm_lease(&got),
-        norm_lease(fixture("lease-get.json").trim_end())
-    );
 
     let (status, missing) = lease_request(&fake, "GET", &format!("{LEASES}/missing-lease"), "");
-    assert_eq!(status, status_of("lease-get-missing.json"));
-    assert_eq!(missing, fixture("lease-get-missing.json").trim_end());
+    assert_is_capture(status, &missing, "lease-get-missing.json");
 
     // Take it over: the object read, holder cp-2, one more transition.
     let update = got
@@ -1334,17 +1350,8 @@ fn leases_answer_create_get_update_and_conflicts_as_the_captures() {
         .replace("\"leaseTransitions\":0", "\"leaseTransitions\":1");
     let target = format!("{LEASES}/kube-event-pipe");
     let (status, updated) = lease_request(&fake, "PUT", &target, &update);
-    assert_eq!(status, status_of("lease-update.json"));
-    assert_eq!(
-        norm_lease(&updated),
-        norm_lease(fixture("lease-update.json").trim_end())
-    );
-    let new_rv: u64 = json_field(&updated, "/metadata/resourceVersion")
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(new_rv > rv);
+    assert_like_capture(status, &updated, "lease-update.json");
+    assert!(lease_rv(&updated) > rv);
     assert_eq!(
         json_field(&updated, "/metadata/uid"),
         json_field(&created, "/metadata/uid")
@@ -1352,8 +1359,7 @@ fn leases_answer_create_get_update_and_conflicts_as_the_captures() {
 
     // The same PUT again carries a stale resourceVersion now.
     let (status, conflict) = lease_request(&fake, "PUT", &target, &update);
-    assert_eq!(status, status_of("lease-update-conflict.json"));
-    assert_eq!(conflict, fixture("lease-update-conflict.json").trim_end());
+    assert_is_capture(status, &conflict, "lease-update-conflict.json");
 
     // Leases share the events' counter but never show up among them.
     let rv_before = fake.current_rv();
@@ -1429,6 +1435,23 @@ fn fake_with_selection_set() -> FakeApiServer {
     fake_with_capture_state("watchlist-from-rv.jsonl", Options::default())
 }
 
+/// `namespace/name` of the events that the selector `sel`, a `param` (field or label
+/// selector), selects.
+#[track_caller]
+fn selected_names(fake: &FakeApiServer, param: &str, sel: &str) -> Vec<String> {
+    let r = get(fake, &format!("/api/v1/events?{param}={sel}"));
+    assert_eq!(r.status, 200, "{sel}");
+    item_names(&r.body())
+}
+
+/// The Status that refuses the selector `sel`, a `param`, with a 400.
+#[track_caller]
+fn refused_selection(fake: &FakeApiServer, param: &str, sel: &str) -> serde_json::Value {
+    let r = get(fake, &format!("/api/v1/events?{param}={sel}"));
+    assert_eq!(r.status, 400, "{sel}");
+    serde_json::from_str(&r.body()).unwrap()
+}
+
 /// `namespace/name` of each item of a list body.
 fn item_names(body: &str) -> Vec<String> {
     items(body)
@@ -1443,24 +1466,22 @@ fn item_names(body: &str) -> Vec<String> {
 #[test]
 fn selected_lists_match_the_captures_up_to_resource_versions() {
     let fake = fake_with_selection_set();
-    for (query, capture) in [
-        (
-            "fieldSelector=type%3DWarning&limit=500",
-            "list-fieldselector-warning.json",
-        ),
-        (
-            "fieldSelector=metadata.namespace%21%3Dcapture-a&limit=500",
-            "list-fieldselector-not-ns.json",
-        ),
-        (
-            "labelSelector=team%3Da&limit=500",
-            "list-labelselector.json",
-        ),
-    ] {
-        let r = get(&fake, &format!("/api/v1/events?{query}"));
-        assert_eq!(r.status, 200, "{query}");
-        assert_eq!(norm(&r.body()), norm(&fixture(capture)), "{query}");
-    }
+    let list_like = |query: &str, capture: &str| {
+        let body = body_of(&fake, &format!("/api/v1/events?{query}"), 200);
+        assert_eq!(norm(&body), norm(&fixture(capture)), "{query}");
+    };
+    list_like(
+        "fieldSelector=type%3DWarning&limit=500",
+        "list-fieldselector-warning.json",
+    );
+    list_like(
+        "fieldSelector=metadata.namespace%21%3Dcapture-a&limit=500",
+        "list-fieldselector-not-ns.json",
+    );
+    list_like(
+        "labelSelector=team%3Da&limit=500",
+        "list-labelselector.json",
+    );
 }
 
 #[test]
@@ -1498,17 +1519,12 @@ fn bad_selectors_get_the_captured_400_bodies_on_lists_watches_and_namespaced_pat
 fn streaming_lists_by_field_selector_and_namespace_match_the_captures() {
     let fake = fake_with_selection_set();
     let streaming = "watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&resourceVersion=";
-    let captured: Vec<String> = fixture("watchlist-fieldselector-warning.jsonl")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let captured = fixture_lines("watchlist-fieldselector-warning.jsonl");
     let mut w = get(
         &fake,
         &format!("/api/v1/events?{streaming}&fieldSelector=type%3DWarning"),
     );
-    for expected in &captured[..3] {
-        assert_eq!(norm(&w.line()), norm(expected));
-    }
+    w.expect_lines_like(&captured[..3]);
     // Live: a Normal event never arrives, the Warning one does.
     fake.create(
         "capture-a",
@@ -1524,9 +1540,7 @@ fn streaming_lists_by_field_selector_and_namespace_match_the_captures() {
         &fake,
         &format!("/api/v1/namespaces/capture-b/events?{streaming}"),
     );
-    for expected in fixture("watchlist-namespace.jsonl").lines() {
-        assert_eq!(norm(&w.line()), norm(expected));
-    }
+    w.expect_lines_like(fixture("watchlist-namespace.jsonl").lines());
     let recorded = fake.requests();
     assert_eq!(recorded[0].namespace(), Some("capture-b"));
     assert!(recorded[0].is_watch() && !recorded[0].is_list());
@@ -1551,11 +1565,7 @@ fn field_selectors_follow_the_servers_rules() {
         &ev("Pod", "BackOff", "Warning", r#"{"component":"kubelet"}"#),
     );
     fake.create("b", "node-ready", &ev("Node", "a,b", "Normal", "{}"));
-    let names = |sel: &str| {
-        let r = get(&fake, &format!("/api/v1/events?fieldSelector={sel}"));
-        assert_eq!(r.status, 200, "{sel}");
-        item_names(&r.body())
-    };
+    let names = |sel: &str| selected_names(&fake, "fieldSelector", sel);
     assert_eq!(
         names("involvedObject.kind%3DPod%2Creason!%3DPulled"),
         ["a/pod-backoff"]
@@ -1580,9 +1590,7 @@ fn field_selectors_follow_the_servers_rules() {
         ),
         ("count%3D1", "field label not supported: count"),
     ] {
-        let r = get(&fake, &format!("/api/v1/events?fieldSelector={sel}"));
-        assert_eq!(r.status, 400, "{sel}");
-        let status: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        let status = refused_selection(&fake, "fieldSelector", sel);
         assert_eq!(status["message"], message, "{sel}");
         assert_eq!(status["reason"], "BadRequest");
     }
@@ -1602,11 +1610,7 @@ fn label_selectors_take_equality_and_set_based_requirements() {
             &format!(r#"{{"metadata":{{"labels":{labels}}},"reason":"R"}}"#),
         );
     }
-    let names = |sel: &str| {
-        let r = get(&fake, &format!("/api/v1/events?labelSelector={sel}"));
-        assert_eq!(r.status, 200, "{sel}");
-        item_names(&r.body())
-    };
+    let names = |sel: &str| selected_names(&fake, "labelSelector", sel);
     assert_eq!(names("team%3Da"), ["ns/a"]);
     assert_eq!(names("team%3D%3Db"), ["ns/b"]);
     assert_eq!(names("team!%3Da"), ["ns/b", "ns/none"]);
@@ -1628,9 +1632,7 @@ fn label_selectors_take_equality_and_set_based_requirements() {
             "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt",
         ),
     ] {
-        let r = get(&fake, &format!("/api/v1/events?labelSelector={sel}"));
-        assert_eq!(r.status, 400, "{sel}");
-        let status: serde_json::Value = serde_json::from_str(&r.body()).unwrap();
+        let status = refused_selection(&fake, "labelSelector", sel);
         assert_eq!(status["message"], message, "{sel}");
     }
 }
@@ -1638,11 +1640,7 @@ fn label_selectors_take_equality_and_set_based_requirements() {
 #[test]
 fn a_selected_watch_sees_objects_come_into_and_leave_its_selection() {
     let fake = FakeApiServer::start(Options::default());
-    let rv = fake.current_rv();
-    let mut w = get(
-        &fake,
-        &format!("/api/v1/events?watch=1&resourceVersion={rv}&labelSelector=team%3Da"),
-    );
+    let mut w = watch_from(&fake, fake.current_rv(), "&labelSelector=team%3Da");
     fake.create(
         "ns",
         "other",
@@ -1653,19 +1651,13 @@ fn a_selected_watch_sees_objects_come_into_and_leave_its_selection() {
         "mine",
         r#"{"metadata":{"labels":{"team":"a"}},"reason":"R"}"#,
     );
-    let added = w.line();
-    assert_eq!(frame_type(&added), "ADDED");
-    assert!(added.contains("\"name\":\"mine\""), "{added}");
+    w.expect_named("ADDED", "mine");
     fake.patch("ns", "other", r#"{"metadata":{"labels":{"team":"a"}}}"#);
-    let joined = w.line();
-    assert_eq!(frame_type(&joined), "ADDED");
-    assert!(joined.contains("\"name\":\"other\""), "{joined}");
+    w.expect_named("ADDED", "other");
     fake.patch("ns", "mine", r#"{"metadata":{"labels":{"team":"c"}}}"#);
-    let left = w.line();
-    assert_eq!(frame_type(&left), "DELETED");
-    assert!(left.contains("\"name\":\"mine\""), "{left}");
+    w.expect_named("DELETED", "mine");
     fake.set_count("ns", "other", 2);
-    assert_eq!(frame_type(&w.line()), "MODIFIED");
+    w.expect_type("MODIFIED");
 }
 
 #[test]
@@ -1707,16 +1699,11 @@ const STREAMING: &str = "/api/v1/events?watch=1&sendInitialEvents=true&allowWatc
 #[test]
 fn streaming_list_sends_the_state_in_key_order_then_the_end_bookmark_then_live_changes() {
     let fake = fake_with_capture_state("watchlist.jsonl", Options::default());
-    let captured: Vec<String> = fixture("watchlist.jsonl")
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let captured = fixture_lines("watchlist.jsonl");
     let mut w = get(&fake, STREAMING);
     assert_eq!(w.status, 200);
     assert_eq!(w.header("transfer-encoding"), Some("chunked"));
-    for expected in &captured[..5] {
-        assert_eq!(norm(&w.line()), norm(expected));
-    }
+    w.expect_lines_like(&captured[..5]);
     let live = raw_member(&captured[5], "object").unwrap();
     let (ns, name) = ns_name(&live);
     fake.create_raw(&ns, &name, &live);
@@ -1732,9 +1719,7 @@ fn streaming_list_without_bookmarks_has_no_end_bookmark_like_the_capture() {
         &fake,
         "/api/v1/events?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=&timeoutSeconds=1",
     );
-    for expected in fixture("watchlist-no-bookmarks.jsonl").lines() {
-        assert_eq!(norm(&w.line()), norm(expected));
-    }
+    w.expect_lines_like(fixture("watchlist-no-bookmarks.jsonl").lines());
     w.expect_end();
 }
 
@@ -1744,82 +1729,78 @@ fn streaming_list_refusals_are_the_captured_422_bodies() {
         watch_list: false,
         ..Options::default()
     });
-    let r = get(&fake, STREAMING);
-    assert_eq!(r.status, 422);
-    assert_eq!(r.body(), fixture("watchlist-gate-off.json"));
+    assert_eq!(
+        body_of(&fake, STREAMING, 422),
+        fixture("watchlist-gate-off.json")
+    );
 
     let fake = FakeApiServer::start(Options::default());
-    let r = get(
-        &fake,
-        "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersion=",
+    assert_eq!(
+        body_of(
+            &fake,
+            "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersion=",
+            422
+        ),
+        fixture("watchlist-no-match.json")
     );
-    assert_eq!(r.status, 422);
-    assert_eq!(r.body(), fixture("watchlist-no-match.json"));
-    let r = get(
-        &fake,
-        "/api/v1/events?sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=",
+    assert_eq!(
+        body_of(
+            &fake,
+            "/api/v1/events?sendInitialEvents=true&resourceVersionMatch=NotOlderThan&resourceVersion=",
+            422
+        ),
+        fixture("watchlist-on-list.json")
     );
-    assert_eq!(r.status, 422);
-    assert_eq!(r.body(), fixture("watchlist-on-list.json"));
     // A plain watch and a plain list are not affected by the gate.
     let off = FakeApiServer::start(Options {
         watch_list: false,
         ..Options::default()
     });
     assert_eq!(get(&off, "/api/v1/events?limit=500").status, 200);
-    let mut w = get(
+    expect_empty_ok(
         &off,
         "/api/v1/events?watch=1&resourceVersion=0&timeoutSeconds=1",
     );
-    assert_eq!(w.status, 200);
-    w.expect_end();
 }
 
 #[test]
 fn a_cut_streaming_list_ends_or_holds_after_its_first_events() {
-    let fake = FakeApiServer::start(Options::default());
-    for i in 0..3 {
-        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
-    }
+    let fake = fake_with_numbered(Options::default(), 3);
     fake.cut_next_streaming_list(2, false);
     let mut w = get(&fake, STREAMING);
-    assert_eq!(frame_type(&w.line()), "ADDED");
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
+    w.expect_type("ADDED");
     w.expect_end();
 
     fake.cut_next_streaming_list(1, true);
     let mut w = get(&fake, STREAMING);
-    assert_eq!(frame_type(&w.line()), "ADDED");
+    w.expect_type("ADDED");
     fake.create("a", "live", r#"{"reason":"R"}"#);
     w.set_timeout(Duration::from_millis(500));
     assert!(w.next_line().is_err(), "a held streaming list stays silent");
     // The fault applied once: the next streaming list is whole.
     let mut w = get(&fake, STREAMING);
     for _ in 0..4 {
-        assert_eq!(frame_type(&w.line()), "ADDED");
+        w.expect_type("ADDED");
     }
-    assert_eq!(frame_type(&w.line()), "BOOKMARK");
+    w.expect_type("BOOKMARK");
     assert_eq!(fake.streaming_list_count(), 3);
     assert_eq!(fake.list_request_count(), 0);
 }
 
 #[test]
 fn each_list_page_costs_the_configured_delay() {
-    let fake = FakeApiServer::start(Options {
-        list_page_delay: Duration::from_millis(150),
-        list_item_delay: Duration::from_millis(10),
-        ..Options::default()
-    });
-    for i in 0..10 {
-        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
-    }
+    let fake = fake_with_numbered(
+        Options {
+            list_page_delay: Duration::from_millis(150),
+            list_item_delay: Duration::from_millis(10),
+            ..Options::default()
+        },
+        10,
+    );
     let t = Instant::now();
     assert_eq!(items(&get(&fake, "/api/v1/events?limit=5").body()).len(), 5);
-    assert!(
-        t.elapsed() >= Duration::from_millis(200),
-        "{:?}",
-        t.elapsed()
-    );
+    assert_took_at_least(t, Duration::from_millis(200));
 }
 
 /// At the real server's pace the fake also chunks like it: kube-apiserver flushes every
@@ -1827,13 +1808,7 @@ fn each_list_page_costs_the_configured_delay() {
 /// when several are created at once.
 #[test]
 fn at_a_real_servers_pace_every_watch_event_is_its_own_chunk() {
-    let fake = FakeApiServer::start(Options {
-        initial_event_delay: Duration::from_micros(21),
-        ..Options::default()
-    });
-    for i in 0..200 {
-        fake.create("a", &format!("e{i:03}"), r#"{"reason":"R"}"#);
-    }
+    let fake = paced_fake(Duration::from_micros(21), 200);
     let mut w = get(&fake, STREAMING);
     let mut types = Vec::new();
     while types.last().map(String::as_str) != Some("BOOKMARK") {
@@ -1857,22 +1832,12 @@ fn at_a_real_servers_pace_every_watch_event_is_its_own_chunk() {
 
 #[test]
 fn initial_events_can_be_paced_like_a_real_server() {
-    let fake = FakeApiServer::start(Options {
-        initial_event_delay: Duration::from_millis(30),
-        ..Options::default()
-    });
-    for i in 0..10 {
-        fake.create("a", &format!("e{i}"), r#"{"reason":"R"}"#);
-    }
+    let fake = paced_fake(Duration::from_millis(30), 10);
     let t = Instant::now();
     let mut w = get(&fake, STREAMING);
     for _ in 0..10 {
-        assert_eq!(frame_type(&w.line()), "ADDED");
+        w.expect_type("ADDED");
     }
-    assert_eq!(frame_type(&w.line()), "BOOKMARK");
-    assert!(
-        t.elapsed() >= Duration::from_millis(300),
-        "{:?}",
-        t.elapsed()
-    );
+    w.expect_type("BOOKMARK");
+    assert_took_at_least(t, Duration::from_millis(300));
 }

@@ -7,9 +7,9 @@ use base64::Engine as _;
 use http::Response;
 
 use super::json::json_str;
-use super::selectors::Selection;
 use super::serve::{Body, bad_request, json_response, status_json, too_large_rv};
 use super::store::Store;
+use super::watch_list::selection_or_refusal;
 use super::{RecordedRequest, Shared, lock};
 
 const EXPIRED_CONTINUE_MESSAGE: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
@@ -53,13 +53,10 @@ pub(super) fn list_response(
     rec: &RecordedRequest,
     pretty_print: bool,
 ) -> Response<Body> {
-    let selection = match Selection::of(rec) {
+    let selection = match selection_or_refusal(shared, rec, false, pretty_print) {
         Ok(s) => s,
-        Err(message) => return bad_request(&message, pretty_print),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = super::watch_list::invalid_options(shared, rec, false, pretty_print) {
-        return refused;
-    }
     let limit: usize = match rec.param("limit").filter(|s| !s.is_empty()) {
         None => 0,
         Some(s) => match s.parse::<i64>() {

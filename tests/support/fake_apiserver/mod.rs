@@ -329,25 +329,23 @@ impl FakeApiServer {
 
     /// List requests, not counting the daemon's `limit=1` checks of a saved version.
     pub fn list_request_count(&self) -> usize {
-        lock(&self.shared.requests)
-            .iter()
-            .filter(|r| r.is_list() && !r.is_version_check())
-            .count()
+        self.count_requests(|r| r.is_list() && !r.is_version_check())
     }
 
     /// The daemon's checks whether a saved version is still served
     /// ([`RecordedRequest::is_version_check`]).
     pub fn version_check_count(&self) -> usize {
-        lock(&self.shared.requests)
-            .iter()
-            .filter(|r| r.is_version_check())
-            .count()
+        self.count_requests(RecordedRequest::is_version_check)
     }
 
     pub fn watch_request_count(&self) -> usize {
+        self.count_requests(RecordedRequest::is_watch)
+    }
+
+    fn count_requests(&self, which: impl Fn(&RecordedRequest) -> bool) -> usize {
         lock(&self.shared.requests)
             .iter()
-            .filter(|r| r.is_watch())
+            .filter(|r| which(r))
             .count()
     }
 

@@ -2,13 +2,13 @@
 //! order and bytes they were given, with the metadata the real server adds.
 
 use std::ops::Range;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 use std::time::SystemTime;
 
 use super::json::{emit, json_str, members, members_of, set_member};
 use super::realistic::{realistic_event, realistic_key, rfc3339, rfc3339_micros, uuid};
-use super::store::etcd_key;
+use super::store::{Store, etcd_key};
 use super::watches::watch_object;
 use super::{FakeApiServer, lock};
 
@@ -192,12 +192,7 @@ impl FakeApiServer {
             if !meta.iter().any(|(k, _)| k == "uid") {
                 set_member(&mut meta, "uid", json_str(&uid), &["namespace"]);
             }
-            set_member(
-                &mut meta,
-                "resourceVersion",
-                json_str(&rv.to_string()),
-                &["uid"],
-            );
+            set_rv(&mut meta, rv);
             if !meta.iter().any(|(k, _)| k == "creationTimestamp") {
                 set_member(
                     &mut meta,
@@ -234,12 +229,7 @@ impl FakeApiServer {
 
     pub(super) fn try_patch(&self, ns: &str, name: &str, json: &str) -> Result<u64, String> {
         let given = members(json)?;
-        let key = etcd_key(ns, name);
-        let mut store = lock(&self.shared.store);
-        let cur = store
-            .current(&key)
-            .cloned()
-            .ok_or_else(|| format!("no event {key}"))?;
+        let (key, mut store, cur) = self.lock_current(ns, name)?;
         let mut obj = members(&cur)?;
         for (k, v) in given {
             if k == "kind" || k == "apiVersion" {
@@ -262,26 +252,45 @@ impl FakeApiServer {
                 set_member(&mut obj, &k, v, before);
             }
         }
-        store.rv += 1;
-        let rv = store.rv;
-        let body: Arc<str> = Arc::from(with_rv(&obj, rv)?);
-        store.record(key, "MODIFIED", Some(body.clone()), body);
-        Ok(rv)
+        record_change(&mut store, key, "MODIFIED", &obj)
     }
 
     pub(super) fn try_delete(&self, ns: &str, name: &str) -> Result<u64, String> {
+        let (key, mut store, cur) = self.lock_current(ns, name)?;
+        let obj = members(&cur)?;
+        record_change(&mut store, key, "DELETED", &obj)
+    }
+
+    /// The etcd key, the locked store and the live object a change starts from.
+    fn lock_current(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<(String, MutexGuard<'_, Store>, Arc<str>), String> {
         let key = etcd_key(ns, name);
-        let mut store = lock(&self.shared.store);
+        let store = lock(&self.shared.store);
         let cur = store
             .current(&key)
             .cloned()
             .ok_or_else(|| format!("no event {key}"))?;
-        store.rv += 1;
-        let rv = store.rv;
-        let body: Arc<str> = Arc::from(with_rv(&members(&cur)?, rv)?);
-        store.record(key, "DELETED", None, body);
-        Ok(rv)
+        Ok((key, store, cur))
     }
+}
+
+/// Records a change of an existing object at the next resourceVersion, which its metadata then
+/// carries (as do the frames); a DELETED leaves no live object. Returns that resourceVersion.
+fn record_change(
+    store: &mut Store,
+    key: String,
+    kind: &'static str,
+    obj: &[(String, String)],
+) -> Result<u64, String> {
+    store.rv += 1;
+    let rv = store.rv;
+    let body: Arc<str> = Arc::from(with_rv(obj, rv)?);
+    let live = (kind != "DELETED").then(|| body.clone());
+    store.record(key, kind, live, body);
+    Ok(rv)
 }
 
 /// core/v1 Event fields in the order the real server serializes them.
@@ -326,15 +335,16 @@ fn metadata_of(obj: &[(String, String)]) -> Result<Vec<(String, String)>, String
     }
 }
 
+/// Sets `resourceVersion` in metadata members, after `uid` where it is new, as the real
+/// server orders them.
+fn set_rv(meta: &mut Vec<(String, String)>, rv: u64) {
+    set_member(meta, "resourceVersion", json_str(&rv.to_string()), &["uid"]);
+}
+
 /// Re-emits `obj` with `metadata.resourceVersion` set to `rv`.
 fn with_rv(obj: &[(String, String)], rv: u64) -> Result<String, String> {
     let mut meta = metadata_of(obj)?;
-    set_member(
-        &mut meta,
-        "resourceVersion",
-        json_str(&rv.to_string()),
-        &["uid"],
-    );
+    set_rv(&mut meta, rv);
     let mut obj = obj.to_vec();
     set_member(&mut obj, "metadata", emit(&meta), &[]);
     Ok(emit(&obj))

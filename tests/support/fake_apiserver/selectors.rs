@@ -543,12 +543,19 @@ const NAME_FORMAT: &str = "must consist of alphanumeric characters, '-', '_' or 
 const VALUE_FORMAT: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 
 fn name_like(s: &str) -> bool {
+    alphanumeric_ends(s, |c| {
+        c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.')
+    })
+}
+
+/// Not empty, begins and ends with an ASCII letter or digit, and every byte is `allowed`: the
+/// frame of apimachinery's name and label value formats.
+fn alphanumeric_ends(s: &str, allowed: impl Fn(u8) -> bool) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| allowed(*c))
 }
 
 fn check_key(key: &str) -> Result<(), String> {
@@ -566,12 +573,9 @@ fn check_key(key: &str) -> Result<(), String> {
         let ok = !p.is_empty()
             && p.len() <= 253
             && p.split('.').all(|l| {
-                let b = l.as_bytes();
-                !b.is_empty()
-                    && b[0].is_ascii_alphanumeric()
-                    && b[b.len() - 1].is_ascii_alphanumeric()
-                    && b.iter()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                alphanumeric_ends(l, |c| {
+                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-'
+                })
             });
         if p.is_empty() {
             return Err(invalid("prefix part must be non-empty".into()));

@@ -93,8 +93,13 @@ pub(super) fn json_response(status: u16, body: String, pretty_print: bool) -> Re
     } else {
         body + "\n"
     };
-    let mut resp = Response::new(full(text));
+    let mut resp = json_headers(Response::new(full(text)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp
+}
+
+/// The headers kube-apiserver sends with every JSON body, whole or streamed.
+pub(super) fn json_headers<B>(mut resp: Response<B>) -> Response<B> {
     let h = resp.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
     h.insert(

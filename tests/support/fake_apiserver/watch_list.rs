@@ -10,7 +10,8 @@ use http::Response;
 use tokio::sync::mpsc;
 
 use super::json::json_str;
-use super::serve::{Body, json_response, parse_bool, status_json};
+use super::selectors::Selection;
+use super::serve::{Body, bad_request, json_response, parse_bool, status_json};
 use super::watches::WatchMsg;
 use super::{FakeApiServer, RecordedRequest, Shared, lock};
 
@@ -34,10 +35,7 @@ impl FakeApiServer {
 
     /// Streaming list requests received (watches with `sendInitialEvents`).
     pub fn streaming_list_count(&self) -> usize {
-        lock(&self.shared.requests)
-            .iter()
-            .filter(|r| r.is_streaming_list())
-            .count()
+        self.count_requests(RecordedRequest::is_streaming_list)
     }
 }
 
@@ -58,8 +56,24 @@ pub(super) fn hold(shared: &Shared, tx: mpsc::UnboundedSender<WatchMsg>) {
     lock(&shared.held).push(tx);
 }
 
+/// What a list or watch request selects, or the answer that refuses it: a bad selector's 400,
+/// else the 422 of [`invalid_options`].
+pub(super) fn selection_or_refusal(
+    shared: &Shared,
+    rec: &RecordedRequest,
+    watch: bool,
+    pretty_print: bool,
+) -> Result<Selection, Box<Response<Body>>> {
+    let selection =
+        Selection::of(rec).map_err(|message| Box::new(bad_request(&message, pretty_print)))?;
+    match invalid_options(shared, rec, watch, pretty_print) {
+        Some(refused) => Err(Box::new(refused)),
+        None => Ok(selection),
+    }
+}
+
 /// apimachinery's `ValidateListOptions`: the 422 a real server answers, or None.
-pub(super) fn invalid_options(
+fn invalid_options(
     shared: &Shared,
     rec: &RecordedRequest,
     watch: bool,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Response};
+use http::Response;
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::selectors::Selection;
-use super::serve::{Body, bad_request, parse_bool, too_large_rv};
+use super::serve::{Body, bad_request, json_headers, parse_bool, too_large_rv};
 use super::watch_list;
 use super::{EmptyWatches, FakeApiServer, RecordedRequest, Shared, WATCH_EXPIRED_FRAME, lock};
 
@@ -73,13 +73,10 @@ pub(super) fn watch_response(
     rec: &RecordedRequest,
     pretty_print: bool,
 ) -> Response<Body> {
-    let selection = match Selection::of(rec) {
+    let selection = match watch_list::selection_or_refusal(shared, rec, true, pretty_print) {
         Ok(s) => s,
-        Err(message) => return bad_request(&message, pretty_print),
+        Err(refused) => return *refused,
     };
-    if let Some(refused) = watch_list::invalid_options(shared, rec, true, pretty_print) {
-        return refused;
-    }
     let empty_watches = *lock(&shared.empty_watches);
     if empty_watches == EmptyWatches::All {
         return empty_response(shared);
@@ -161,15 +158,8 @@ pub(super) fn watch_response(
                 if empty_watches == EmptyWatches::Expired {
                     return empty_response(shared);
                 }
-                return stream_response(
-                    Box::new(std::iter::once(Bytes::from(format!(
-                        "{WATCH_EXPIRED_FRAME}\n"
-                    )))),
-                    None,
-                    shared,
-                    false,
-                    None,
-                );
+                let expired = Bytes::from(format!("{WATCH_EXPIRED_FRAME}\n"));
+                return unfed_response(shared, Some(expired), None, None);
             }
             if rv > store.rv {
                 // As `watch-rv-too-large.jsonl`: 200, then nothing at all (not even bookmarks)
@@ -177,13 +167,7 @@ pub(super) fn watch_response(
                 drop(store);
                 let (tx, rx) = mpsc::unbounded_channel();
                 lock(&shared.held).push(tx);
-                return stream_response(
-                    Box::new(std::iter::empty()),
-                    Some(rx),
-                    shared,
-                    false,
-                    timeout,
-                );
+                return unfed_response(shared, None, Some(rx), timeout);
             }
             let mut chunk = String::new();
             for e in store
@@ -215,12 +199,30 @@ pub(super) fn watch_response(
             .into_iter()
             .chain(initial_events.into_iter().flatten()),
     );
-    stream_response_gated(frames, rx, shared, bookmarks, timeout, gated)
+    stream_response(frames, rx, shared, bookmarks, timeout, gated)
 }
 
 /// `200` and a body that ends at once, without a byte.
 fn empty_response(shared: &Arc<Shared>) -> Response<Body> {
-    stream_response(Box::new(std::iter::empty()), None, shared, false, None)
+    unfed_response(shared, None, None, None)
+}
+
+/// A watch response no store change reaches, without bookmarks: `first` if any, then, with
+/// `rx`, open until its sender goes or `timeout`; without `rx` it ends at once.
+fn unfed_response(
+    shared: &Arc<Shared>,
+    first: Option<Bytes>,
+    rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
+    timeout: Option<Duration>,
+) -> Response<Body> {
+    stream_response(
+        Box::new(first.into_iter()),
+        rx,
+        shared,
+        false,
+        timeout,
+        false,
+    )
 }
 
 /// A watch's first frames, produced as they are sent rather than all at once (a streaming
@@ -254,18 +256,8 @@ type Frames = Box<dyn Iterator<Item = Bytes> + Send>;
 
 type Out = mpsc::Sender<Result<Frame<Bytes>, io::Error>>;
 
-fn stream_response(
-    initial: Frames,
-    rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
-    shared: &Arc<Shared>,
-    bookmarks: bool,
-    timeout: Option<Duration>,
-) -> Response<Body> {
-    stream_response_gated(initial, rx, shared, bookmarks, timeout, false)
-}
-
 /// `gated`: `initial` is the prepared body; wait for `start_prepared` and record when it went.
-fn stream_response_gated(
+fn stream_response(
     initial: Frames,
     rx: Option<mpsc::UnboundedReceiver<WatchMsg>>,
     shared: &Arc<Shared>,
@@ -318,14 +310,7 @@ fn stream_response_gated(
         flush_each,
         flushed: true,
     };
-    let mut resp = Response::new(StreamBody::new(stream).boxed());
-    let h = resp.headers_mut();
-    h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert(
-        "cache-control",
-        HeaderValue::from_static("no-cache, private"),
-    );
-    resp
+    json_headers(Response::new(StreamBody::new(stream).boxed()))
 }
 
 /// A watch response's body. With `flush_each` (the real server's pace) it pauses after every
