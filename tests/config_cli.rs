@@ -31,6 +31,34 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The refusal's message: the run must have exited 2.
+#[track_caller]
+fn refusal(o: &Output) -> String {
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(o));
+    stderr(o)
+}
+
+/// Writes `text` as the config file `name` in `dir` and runs `--check-config` on it.
+fn check_config_file(dir: &Path, name: &str, text: &str) -> Output {
+    let conf = dir.join(name);
+    std::fs::write(&conf, text).unwrap();
+    run(
+        dir,
+        &["--check-config", "--config", conf.to_str().unwrap()],
+        &[],
+    )
+}
+
+/// A config file holding `text` is refused (exit 2) with a message holding each phrase.
+#[track_caller]
+fn assert_file_refused(text: &str, phrases: &[&str]) {
+    let dir = TempDir::new().unwrap();
+    let err = refusal(&check_config_file(dir.path(), "c.toml", text));
+    for phrase in phrases {
+        assert!(err.contains(phrase), "want {phrase:?} in {err}");
+    }
+}
+
 /// The `key = value` part and the origin comment of one line of `--check-config`.
 fn effective(o: &Output, key: &str) -> (String, String) {
     let out = stdout(o);
@@ -387,8 +415,7 @@ fn all_errors_are_reported_at_once() {
         ],
         &[("KUBE_EVENT_PIPE_FILTER_ERROR_RATE", "2")],
     );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
+    let err = refusal(&o);
     for key in ["batch_count", "log_level", "filter_error_rate"] {
         assert!(
             err.contains(&format!("{key} = ")),
@@ -399,18 +426,13 @@ fn all_errors_are_reported_at_once() {
 
 #[test]
 fn unknown_file_key_is_an_error_that_suggests_the_nearest_key() {
-    let dir = TempDir::new().unwrap();
-    let conf = dir.path().join("c.toml");
-    std::fs::write(&conf, "filter_capasity = 10\n").unwrap();
-    let o = run(
-        dir.path(),
-        &["--check-config", "--config", conf.to_str().unwrap()],
-        &[],
+    assert_file_refused(
+        "filter_capasity = 10\n",
+        &[
+            "unknown key \"filter_capasity\"",
+            "did you mean \"filter_capacity\"?",
+        ],
     );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("unknown key \"filter_capasity\""), "{err}");
-    assert!(err.contains("did you mean \"filter_capacity\"?"), "{err}");
 }
 
 #[test]
@@ -418,23 +440,12 @@ fn missing_or_broken_config_file_is_an_error_naming_it() {
     let dir = TempDir::new().unwrap();
     let missing = dir.path().join("nope.toml");
     let o = run(dir.path(), &["--config", missing.to_str().unwrap()], &[]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
+    let err = refusal(&o);
     assert!(err.contains(missing.to_str().unwrap()), "{err}");
     assert!(err.contains("command-line flag --config"), "{err}");
     assert!(err.contains("No such file"), "{err}");
 
-    let broken = dir.path().join("broken.toml");
-    std::fs::write(&broken, "batch_count = = 3\n").unwrap();
-    let o = run(
-        dir.path(),
-        &["--check-config", "--config", broken.to_str().unwrap()],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(2));
-    let err = stderr(&o);
-    assert!(err.contains("is not valid TOML"), "{err}");
-    assert!(err.contains("line 1"), "{err}");
+    assert_file_refused("batch_count = = 3\n", &["is not valid TOML", "line 1"]);
 }
 
 #[test]
@@ -494,13 +505,7 @@ fn check_config_prints_every_setting_with_its_source() {
         )
     );
     // The printout is itself a valid config file that reproduces the same settings.
-    let conf = dir.path().join("roundtrip.toml");
-    std::fs::write(&conf, &out).unwrap();
-    let again = run(
-        dir.path(),
-        &["--check-config", "--config", conf.to_str().unwrap()],
-        &[],
-    );
+    let again = check_config_file(dir.path(), "roundtrip.toml", &out);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(effective(&again, "batch_count").0, "batch_count = 5");
 }

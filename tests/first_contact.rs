@@ -55,7 +55,7 @@ fn problems(log: &str) -> Vec<String> {
 /// The one problem line, after waiting for it, and a little longer for repeats that must not
 /// come (with a transient failure, at least two more attempts happen meanwhile).
 fn the_problem_line(d: &Daemon, needle: &str) -> String {
-    assert!(d.wait_for_log(needle, T), "{}", d.stderr());
+    d.expect_log(needle);
     std::thread::sleep(Duration::from_secs(3));
     let log = d.stderr();
     let found = problems(&log);
@@ -362,13 +362,8 @@ fn a_forbidden_list_names_the_rbac_manifest_waits_and_goes_on_once_it_is_applied
         d.stderr()
     );
     listener.wait_for("READY=1");
-    assert!(
-        d.wait_for_log("connecting to the API server works again", T),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.expect_log("connecting to the API server works again");
+    let log = d.stop_ok();
     assert_eq!(problems(&log).len(), 1, "{log}");
 }
 

@@ -74,6 +74,12 @@ impl Host {
         self.daemon.as_ref().map(Daemon::stderr).unwrap_or_default()
     }
 
+    /// Waits until the running daemon's log holds `needle`.
+    #[track_caller]
+    fn expect_log(&self, needle: &str) {
+        self.daemon.as_ref().unwrap().expect_log(needle);
+    }
+
     fn kill(&mut self) -> String {
         self.daemon.take().map(Daemon::kill).unwrap_or_default()
     }
@@ -290,6 +296,20 @@ fn wait_complete(api: &FakeApiServer, created: &[(Instant, String)], hosts: &[&H
     );
 }
 
+/// Lets the generator run 2 s more, stops it, waits until the hosts' destinations hold every
+/// event it created; returns those events and how many were lost and duplicated.
+fn settle_and_tally(
+    api: &FakeApiServer,
+    generator: &mut Generator,
+    hosts: &[&Host],
+) -> (Vec<(Instant, String)>, usize, usize) {
+    std::thread::sleep(Duration::from_secs(2));
+    let created = generator.finish();
+    wait_complete(api, &created, hosts);
+    let (lost, dup) = tally(api, &created, hosts);
+    (created, lost, dup)
+}
+
 fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
@@ -308,14 +328,7 @@ fn start_pair_after(
     wait_for_holder(api, &["h1"], &[&h1]);
     between();
     let h2 = Host::start(api, "h2", timings);
-    assert!(
-        h2.daemon
-            .as_ref()
-            .unwrap()
-            .wait_for_log("standby: the leader is h1", T),
-        "{}",
-        h2.log()
-    );
+    h2.expect_log("standby: the leader is h1");
     (h1, h2)
 }
 
@@ -336,10 +349,7 @@ fn sigkill_of_the_leader_hands_over_within_the_lease_duration_without_loss() {
     let (_, took) = wait_for_holder(&api, &["h2"], &[&h1, &h2]);
     let takeover = took.duration_since(killed).as_secs_f64();
     let at_risk = generator.created_within(killed, Duration::from_secs_f64(RETRY_SECS + 1.0));
-    std::thread::sleep(Duration::from_secs(2));
-    let created = generator.finish();
-    wait_complete(&api, &created, &[&h1, &h2]);
-    let (lost, dup) = tally(&api, &created, &[&h1, &h2]);
+    let (created, lost, dup) = settle_and_tally(&api, &mut generator, &[&h1, &h2]);
     println!(
         "LEADER sigkill: takeover {takeover:.2}s after the kill (lease {LEASE_SECS}s); {} events, lost {lost}, duplicated {dup} (events created in the last {:.1}s before the kill: {at_risk})",
         created.len(),
@@ -385,10 +395,7 @@ fn sigterm_releases_the_lease_and_a_standby_takes_over_at_once_repeating_nothing
     let h1_log = h1.stop();
     let (_, took) = wait_for_holder(&api, &["h2"], &[&h1, &h2]);
     let takeover = took.duration_since(stopped).as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
-    let created = generator.finish();
-    wait_complete(&api, &created, &[&h1, &h2]);
-    let (lost, dup) = tally(&api, &created, &[&h1, &h2]);
+    let (created, lost, dup) = settle_and_tally(&api, &mut generator, &[&h1, &h2]);
     println!(
         "LEADER sigterm: takeover {takeover:.2}s after SIGTERM (lease 20s); {} events, lost {lost}, duplicated {dup}",
         created.len()
@@ -409,14 +416,7 @@ fn three_hosts_hand_over_twice_one_writer_at_a_time() {
     let mut h2 = Host::start(&api, "h2", FAST);
     let mut h3 = Host::start(&api, "h3", FAST);
     for h in [&h2, &h3] {
-        assert!(
-            h.daemon
-                .as_ref()
-                .unwrap()
-                .wait_for_log("standby: the leader is h1", T),
-            "{}",
-            h.log()
-        );
+        h.expect_log("standby: the leader is h1");
     }
     let mut timeline = Timeline::start(&[&h1, &h2, &h3]);
     let mut generator = Generator::start(&api, "m", Duration::from_millis(25));
@@ -437,10 +437,7 @@ fn three_hosts_hand_over_twice_one_writer_at_a_time() {
     };
     let (_, took) = wait_for_holder(&api, &[third], &[&h1, &h2, &h3]);
     let second_takeover = took.duration_since(stopped).as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
-    let created = generator.finish();
-    wait_complete(&api, &created, &[&h1, &h2, &h3]);
-    let (lost, dup) = tally(&api, &created, &[&h1, &h2, &h3]);
+    let (created, lost, dup) = settle_and_tally(&api, &mut generator, &[&h1, &h2, &h3]);
     let per_host: Vec<usize> = [&h1, &h2, &h3].iter().map(|h| h.lines().len()).collect();
     println!(
         "LEADER three hosts: h1 killed, {second} took over in {first_takeover:.2}s; {second} stopped, {third} took over in {second_takeover:.2}s; {} events, lines per host {per_host:?}, lost {lost}, duplicated {dup} (at risk at the kill: {at_risk})",
@@ -470,10 +467,7 @@ fn a_leader_whose_renewals_are_refused_stops_writing_before_another_takes_over()
         refused + Duration::from_secs_f64(WRITE_WINDOW_SECS),
         Duration::from_secs_f64(WRITE_WINDOW_SECS + RETRY_SECS + 0.25),
     );
-    std::thread::sleep(Duration::from_secs(2));
-    let created = generator.finish();
-    wait_complete(&api, &created, &[&h1, &h2]);
-    let (lost, dup) = tally(&api, &created, &[&h1, &h2]);
+    let (created, lost, dup) = settle_and_tally(&api, &mut generator, &[&h1, &h2]);
     let periods = timeline.finish();
     let (_, h1_last) = periods[0].unwrap();
     let (h2_first, _) = periods[1].unwrap();
@@ -616,10 +610,7 @@ fn a_late_renewal_holds_the_leaders_writes_back_and_loses_nothing() {
     let held_events = generator.created_within(Instant::now(), Duration::from_millis(1500));
     // ... until a renewal gets through again, well within the renew deadline.
     api.clear_faults();
-    std::thread::sleep(Duration::from_secs(2));
-    let created = generator.finish();
-    wait_complete(&api, &created, &[&h1, &h2]);
-    let (lost, dup) = tally(&api, &created, &[&h1, &h2]);
+    let (created, lost, dup) = settle_and_tally(&api, &mut generator, &[&h1, &h2]);
     println!(
         "LEADER late renewal: renewals refused for {:.1}s (write window {WRITE_WINDOW_SECS}s, renew deadline {deadline}s, lease {lease}s): h1 kept the Lease and wrote nothing for 1.5 s (at {held_from} lines) while {held_events} events came; {} events, lost {lost}, duplicated {dup}",
         WRITE_WINDOW_SECS + 2.5,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, command, tool, wait_until};
 use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target};
-use support::scenario::{http_request as get, metrics_addr};
+use support::scenario::{http_request as get, metrics_addr, wait_for_answer};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -203,11 +203,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     );
 
     // The unanswered request holds the loop: past the watchdog bound it is not alive.
-    assert!(
-        wait_until(T, || get(addr, "/healthz", None).status == 503),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/healthz", &d, |a| a.status == 503);
     let health = get(addr, "/healthz", None);
     assert!(health.body.starts_with("stalled"), "{}", health.body);
     let ready = get(addr, "/readyz", None);
@@ -216,11 +212,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
 
     // ---- watching ----
     api.set_stalled(false);
-    assert!(
-        wait_until(T, || get(addr, "/readyz", None).status == 200),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
     let ready = get(addr, "/readyz", None);
     assert!(ready.body.contains("watching"), "{}", ready.body);
     assert_eq!(get(addr, "/healthz", None).status, 200);
@@ -275,11 +267,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
         api_errors(s, "watch", "5xx") >= 2.0
     });
     assert!(api_errors(&s, "watch", "stream") >= 1.0, "{s:#?}");
-    assert!(
-        wait_until(T, || get(addr, "/readyz", None).body.contains("retrying")),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/readyz", &d, |a| a.body.contains("retrying"));
     assert_eq!(get(addr, "/readyz", None).status, 503);
     // Backing off is deliberate waiting: still alive.
     assert_eq!(get(addr, "/healthz", None).status, 200);
@@ -296,11 +284,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     });
     // Refused connections: the server restarts under a healthy watch, which reconnects at once
     // (checking first that its version is still served: that request meets the refusals).
-    assert!(
-        wait_until(T, || get(addr, "/readyz", None).status == 200),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
     api.restart(Duration::from_millis(2_000));
     m.wait_for("refused connections counted", &d, |s| {
         ["watch", "list", "version_check"]
@@ -309,11 +293,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
             .sum::<f64>()
             >= 1.0
     });
-    assert!(
-        wait_until(T, || get(addr, "/readyz", None).status == 200),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
 
     // ---- the destination fails: its directory is removed, then recreated ----
     let before = m.scrape();
@@ -399,8 +379,7 @@ fn metrics_and_health_follow_listing_stalls_events_repeats_api_failures_and_writ
     let other = get(addr, "/nothing", None);
     assert_eq!(other.status, 404);
 
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
     println!(
         "METRICS {} scrapes, each checked by promtool check metrics: no problems",
         m.scrapes
@@ -661,11 +640,7 @@ fn start_elector(api: &FakeApiServer, layout: &Layout, identity: &str) -> (Daemo
 
 /// Waits until `/readyz` answers 200; its body.
 fn ready_body(addr: SocketAddr, d: &Daemon) -> String {
-    assert!(
-        wait_until(T, || get(addr, "/readyz", None).status == 200),
-        "{}",
-        d.stderr()
-    );
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
     get(addr, "/readyz", None).body
 }
 
@@ -701,11 +676,7 @@ fn a_standby_is_ready_while_following_reports_leader_0_and_1_once_it_takes_over(
         promtool: promtool.clone(),
         scrapes: 0,
     };
-    assert!(
-        h2.wait_for_log("connecting to the API server failed", T),
-        "{}",
-        h2.stderr()
-    );
+    h2.expect_log("connecting to the API server failed");
     let s = m2.scrape();
     assert_eq!(v(&s, LEADER), 0.0, "h2 has not decided its role yet");
     assert_eq!(v(&s, TRANSITIONS), 0.0);
@@ -719,11 +690,7 @@ fn a_standby_is_ready_while_following_reports_leader_0_and_1_once_it_takes_over(
     api.clear_faults();
 
     // h2 follows h1: ready, says it is a standby, leader 0; h1 still writes.
-    assert!(
-        h2.wait_for_log("standby: the leader is h1", T),
-        "{}",
-        h2.stderr()
-    );
+    h2.expect_log("standby: the leader is h1");
     let ready = ready_body(addr2, &h2);
     assert!(ready.contains("standby, following"), "{ready}");
     assert!(ready.contains("watching"), "{ready}");
@@ -738,8 +705,7 @@ fn a_standby_is_ready_while_following_reports_leader_0_and_1_once_it_takes_over(
     assert_eq!(v(&m1.scrape(), LEADER), 1.0);
 
     // h1 stops: SIGTERM releases the Lease and h2 takes over at once.
-    let (status, log) = h1.stop();
-    assert!(status.success(), "{log}");
+    let log = h1.stop_ok();
     assert!(log.contains("released the Lease"), "{log}");
     let s = m2.wait_for("h2 leads after the release", &h2, |s| v(s, LEADER) == 1.0);
     assert_eq!(v(&s, TRANSITIONS), 1.0);
@@ -754,8 +720,7 @@ fn a_standby_is_ready_while_following_reports_leader_0_and_1_once_it_takes_over(
         support::daemon::lines(&l1.out()).len() + support::daemon::lines(&l2.out()).len(),
         10
     );
-    let (status, log) = h2.stop();
-    assert!(status.success(), "{log}");
+    h2.stop_ok();
     println!(
         "METRICS standby and takeover: {} scrapes of h1 and {} of h2, each checked by promtool check metrics: no problems",
         m1.scrapes, m2.scrapes

@@ -93,7 +93,7 @@ fn the_python_tools_thousand_events_are_not_written_again_new_ones_are_and_its_f
     std::fs::copy(fixture("events-1000.bloom"), &original).unwrap();
 
     let d = start(&layout, &[]);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     // Used for batch_count × batch_duration_sec (3 × 3600 s by default) from its name.
     let until = rfc3339(UNIX_EPOCH + Duration::from_secs(made + 3 * 3600));
     assert!(
@@ -119,8 +119,7 @@ fn the_python_tools_thousand_events_are_not_written_again_new_ones_are_and_its_f
     api.delete("default", &name(8));
     api.create("default", "fresh-2", &event(Some(1), false));
     let out = wait_for_lines(&layout.out(), 5, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_eq!(
         names_written(&lines(&layout.out())),
         [
@@ -148,12 +147,8 @@ fn the_python_tools_thousand_events_are_not_written_again_new_ones_are_and_its_f
         .collect();
     assert_eq!(ours.len(), 1, "{:?}", dir_names(&layout.state()));
     let d = start(&layout, &["--batch-duration-sec", "30"]);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("listing all events again");
+    d.expect_log("watching from here");
     assert!(
         d.stderr().contains(
             "deleted a filter file of the Python kube-event-pipe: older than batch_count × batch_duration_sec"
@@ -171,8 +166,7 @@ fn the_python_tools_thousand_events_are_not_written_again_new_ones_are_and_its_f
     // the Python tool's file answered for them, so the re-list writes none of them.
     let out = wait_for_lines(&layout.out(), 6, T, &d);
     std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_eq!(out.len(), 6, "{log}");
     assert_eq!(lines(&layout.out()).len(), 6, "{log}");
     assert!(out[5].contains(r#""name":"fresh-3""#), "{}", out[5]);

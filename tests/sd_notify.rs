@@ -86,8 +86,7 @@ fn ready_comes_only_after_the_first_list_is_written_and_status_tells_why_before(
     assert!(ready_status.contains("1100 written"), "{ready_status}");
     assert!(ready_status.contains("filters 1"), "{ready_status}");
 
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
     listener.wait_for("STOPPING=1");
 }
 
@@ -248,7 +247,7 @@ fn the_watchdog_stays_fed_while_a_failing_write_is_retried_and_status_says_so() 
     // (the retries back off to 6.4 s apart by then, more than the interval).
     std::fs::remove_dir_all(&logs).unwrap();
     api.create_realistic(5..12);
-    assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
+    d.expect_log("cannot write events");
     let failing = Instant::now();
     std::thread::sleep(Duration::from_secs(10));
     let (keepalives, longest) = longest_keepalive_gap(&listener, failing);
@@ -278,7 +277,7 @@ fn the_watchdog_stays_fed_while_a_failing_write_is_retried_and_status_says_so() 
     // Writable again: the held events are written, each once, and STATUS no longer retries.
     std::fs::create_dir(&logs).unwrap();
     let out = wait_for_lines(&dest, 7, T, &d);
-    assert!(d.wait_for_log("writing events again", T), "{}", d.stderr());
+    d.expect_log("writing events again");
     let recovered = Instant::now();
     assert!(
         wait_until(T, || listener
@@ -288,8 +287,7 @@ fn the_watchdog_stays_fed_while_a_failing_write_is_retried_and_status_says_so() 
         "{:?}",
         listener.lines_with("STATUS=")
     );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
     let expected: Vec<String> = (5..12)
         .map(|i| {
             let (ns, name) = realistic_key(i);
@@ -357,8 +355,7 @@ fn a_write_that_hangs_stops_the_watchdog_until_it_goes_through() {
         "{:?}",
         listener.lines_with("STATUS=")
     );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
     let got = reader.join().unwrap();
     assert_eq!(got.len(), 400);
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options, RecordedRequest};
 use support::notify::Listener;
-use support::scenario::{daemon_command, expire_version, settle_and_stop, start, wait_for_relist};
+use support::scenario::{
+    daemon_command, expire_version, settle_and_stop, start, start_watching, wait_for_relist,
+};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -91,14 +93,13 @@ fn only_matching_events_are_written(streaming: bool) {
         ],
     );
     wait_for_lines(&layout.out(), 1, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     api.create("b", "watched-normal-a", &event("Normal", "a"));
     api.create("b", "watched-warning-b", &event("Warning", "b"));
     api.create("b", "watched-warning-c", &event("Warning", "c"));
     wait_for_lines(&layout.out(), 2, T, &d);
     std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_eq!(
         written(&layout),
         ["a/listed-warning-a", "b/watched-warning-c"],
@@ -126,16 +127,32 @@ fn only_matching_events_are_written(streaming: bool) {
     }
 }
 
+/// Three events (`<prefix>-0` to `-2`) for each (namespace, name prefix, type), in turn; then
+/// the daemon, started with the selection in `extra`, has written the three it selects and
+/// watches.
+fn synced_on_three_each(
+    api: &FakeApiServer,
+    layout: &Layout,
+    kinds: &[(&str, &str, &str)],
+    extra: &[&str],
+) -> Daemon {
+    for i in 0..3 {
+        for (ns, prefix, typ) in kinds {
+            api.create(ns, &format!("{prefix}-{i}"), &event(typ, "a"));
+        }
+    }
+    start_watching(api, layout, extra, 3)
+}
+
 #[test]
 fn a_namespaced_run_never_requests_a_cluster_wide_path_even_when_it_lists_again() {
     let (api, layout) = setup();
-    for i in 0..3 {
-        api.create("mine", &format!("before-{i}"), &event("Normal", "a"));
-        api.create("theirs", &format!("before-{i}"), &event("Normal", "a"));
-    }
-    let d = start(&layout, None, &["--namespace", "mine"]);
-    wait_for_lines(&layout.out(), 3, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = synced_on_three_each(
+        &api,
+        &layout,
+        &[("mine", "before", "Normal"), ("theirs", "before", "Normal")],
+        &["--namespace", "mine"],
+    );
     api.create("theirs", "during", &event("Normal", "a"));
     api.create("mine", "during", &event("Normal", "a"));
     wait_for_lines(&layout.out(), 4, T, &d);
@@ -219,15 +236,13 @@ fn a_selector_the_server_rejects_exits_2_before_ready_naming_key_origin_and_mess
 #[test]
 fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
     let (api, layout) = setup();
-    for i in 0..3 {
-        api.create("a", &format!("warning-{i}"), &event("Warning", "a"));
-        api.create("a", &format!("normal-{i}"), &event("Normal", "a"));
-    }
-    let d = start(&layout, None, &["--field-selector", "type=Warning"]);
-    wait_for_lines(&layout.out(), 3, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let d = synced_on_three_each(
+        &api,
+        &layout,
+        &[("a", "warning", "Warning"), ("a", "normal", "Normal")],
+        &["--field-selector", "type=Warning"],
+    );
+    d.stop_ok();
     let saved = std::fs::read_to_string(layout.state().join("resource_version")).unwrap();
     assert!(
         saved.ends_with("\n{\"fieldSelector\":\"type=Warning\"}\n"),
@@ -248,12 +263,9 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
 
     // Every event now: one list, one line saying why, only the Normal events are new.
     api.clear_requests();
-    let d = start(&layout, None, &[]);
-    wait_for_lines(&layout.out(), 6, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_watching(&api, &layout, &[], 6);
     std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_eq!(initial_syncs(&api), 1, "{log}");
     assert_eq!(log.matches("the selection changed").count(), 1, "{log}");
     assert!(
@@ -271,8 +283,8 @@ fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
     // A namespace is part of the selection too.
     api.clear_requests();
     let d = start(&layout, None, &["--namespace", "a"]);
-    assert!(d.wait_for_log("the selection changed", T), "{}", d.stderr());
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("the selection changed");
+    d.expect_log("watching from here");
     let (_, log) = d.stop();
     assert_eq!(initial_syncs(&api), 1, "{log}");
     assert_eq!(lines(&layout.out()).len(), 6, "{log}");

@@ -11,11 +11,12 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::daemon::{Layout, lines, wait_for_lines, wait_until};
+use support::daemon::{Layout, lines, wait_for_lines};
 use support::fake_apiserver::{Auth, EmptyWatches, FakeApiServer, Options};
 use support::notify::Listener;
 use support::scenario::{
     assert_each_once, http_get, metric, metrics_addr, saved_version, server_lines, start,
+    start_watching, wait_for_answer,
 };
 
 const T: Duration = Duration::from_secs(30);
@@ -45,9 +46,8 @@ fn first_run(api: &FakeApiServer, layout: &Layout, n: usize) -> HashSet<String> 
     create(api, "before", 0..n);
     let d = start(layout, None, &[]);
     wait_for_lines(&layout.out(), n, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.expect_log("watching from here");
+    let log = d.stop_ok();
     assert!(saved_version(layout).is_some(), "{log}");
     server_lines(api)
 }
@@ -71,8 +71,7 @@ fn restart_and_recover(
     listener.wait_for("READY=1");
     create(api, "after", 0..20);
     wait_for_lines(&layout.out(), lines + 20, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     expected.extend(server_lines(api));
     assert_each_once(&layout.out(), &expected, &log);
     (log, recovered)
@@ -101,12 +100,10 @@ fn a_good_saved_version_costs_one_check_at_restart_and_no_list() {
     let (api, layout) = server(Options::default());
     first_run(&api, &layout, 50);
     api.clear_requests();
-    let d = start(&layout, None, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_watching(&api, &layout, &[], 50);
     create(&api, "after", 0..5);
     wait_for_lines(&layout.out(), 55, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     let by = requests(&api);
     println!("restart on a good version: {by:?}");
     assert_eq!(api.version_check_count(), 1, "{by:?}");
@@ -142,9 +139,7 @@ fn an_expired_version_behind_a_front_end_that_answers_empty_is_listed_again_at_r
 fn an_expired_version_answered_with_empty_watches_while_running_is_listed_again() {
     let (api, layout) = server(Options::default());
     create(&api, "before", 0..200);
-    let d = start(&layout, None, &[]);
-    wait_for_lines(&layout.out(), 200, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_watching(&api, &layout, &[], 200);
     let at = api.current_rv();
     // The watch ends as at its timeout, but before the daemon gets through again 300 events
     // come and etcd compacts, and the front end answers the watch from the old version with
@@ -161,8 +156,7 @@ fn an_expired_version_answered_with_empty_watches_while_running_is_listed_again(
     let recovered = began.elapsed();
     create(&api, "after", 0..20);
     wait_for_lines(&layout.out(), 520, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_each_once(&layout.out(), &server_lines(&api), &log);
     assert!(
         log.contains(&format!(
@@ -170,12 +164,23 @@ fn an_expired_version_answered_with_empty_watches_while_running_is_listed_again(
         )),
         "{log}"
     );
-    let by = requests(&api);
+    one_check_then(&api, "expired while running", recovered);
+}
+
+/// Prints how `what` recovered and with which requests; it took one version check. Returns the
+/// requests by kind.
+fn one_check_then(
+    api: &FakeApiServer,
+    what: &str,
+    recovered: Duration,
+) -> BTreeMap<&'static str, usize> {
+    let by = requests(api);
     println!(
-        "expired while running: recovered in {:.2} s with {by:?}",
+        "{what}: recovered in {:.2} s with {by:?}",
         recovered.as_secs_f64()
     );
     assert_eq!(by.get("version checks"), Some(&1), "{by:?}");
+    by
 }
 
 #[test]
@@ -197,12 +202,11 @@ fn a_version_ahead_of_a_restored_server_is_listed_again_at_restart() {
         )),
         "{log}"
     );
-    let by = requests(&api);
-    println!(
-        "ahead at restart: recovered in {:.2} s (the server waits ~3 s before its 504) with {by:?}",
-        recovered.as_secs_f64()
+    let by = one_check_then(
+        &api,
+        "ahead at restart (the server waits ~3 s before its 504)",
+        recovered,
     );
-    assert_eq!(by.get("version checks"), Some(&1), "{by:?}");
     assert_eq!(by.get("streaming lists"), Some(&1), "{by:?}");
 }
 
@@ -214,9 +218,7 @@ fn restored_while_watching(restart: bool, extra: &[&str]) -> String {
     let (api, layout) = server(Options::default());
     create(&api, "before", 0..100);
     let mut expected = server_lines(&api);
-    let d = start(&layout, None, extra);
-    wait_for_lines(&layout.out(), 100, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_watching(&api, &layout, extra, 100);
     api.clear_requests();
     let began = Instant::now();
     api.restore_history(50);
@@ -226,8 +228,7 @@ fn restored_while_watching(restart: bool, extra: &[&str]) -> String {
     }
     wait_for_lines(&layout.out(), 160, T, &d);
     let recovered = began.elapsed();
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     expected.extend(server_lines(&api));
     assert_each_once(&layout.out(), &expected, &log);
     assert!(log.contains("is ahead of the API server"), "{log}");
@@ -264,7 +265,7 @@ fn a_front_end_that_answers_every_watch_empty_is_not_hammered_and_recovery_loses
     );
     let addr = metrics_addr(&d);
     wait_for_lines(&layout.out(), 100, T, &d);
-    assert!(wait_until(T, || http_get(addr, "/readyz").0 == 200));
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
 
     api.set_empty_watches(EmptyWatches::All);
     api.clear_requests();
@@ -341,15 +342,14 @@ fn a_front_end_that_answers_every_watch_empty_is_not_hammered_and_recovery_loses
     let fixed = Instant::now();
     wait_for_lines(&layout.out(), 150, Duration::from_secs(45), &d);
     let recovered = fixed.elapsed();
-    assert!(wait_until(T, || http_get(addr, "/readyz").0 == 200));
+    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
     assert_eq!(
         metric(addr, "kube_event_pipe_empty_watches_in_a_row"),
         Some(0.0)
     );
     create(&api, "after", 0..10);
     wait_for_lines(&layout.out(), 160, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert_each_once(&layout.out(), &server_lines(&api), &log);
     let errors = log
         .lines()
@@ -405,12 +405,10 @@ fn a_second_daemon_on_the_same_state_directory_exits_2_and_changes_nothing() {
 
     // A killed daemon's lock goes with it: the restart runs at once.
     first.kill();
-    let third = start(&layout, None, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", third.stderr());
+    let third = start_watching(&api, &layout, &[], 100);
     create(&api, "after", 0..10);
     wait_for_lines(&layout.out(), 110, T, &third);
-    let (status, log) = third.stop();
-    assert!(status.success(), "{log}");
+    let log = third.stop_ok();
     assert!(!log.contains("another kube-event-pipe"), "{log}");
     assert_each_once(&layout.out(), &server_lines(&api), &log);
 }

@@ -5,13 +5,15 @@
 
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, lines, wait_for_lines};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
 use support::notify::Listener;
-use support::scenario::{expire_version, settle_and_stop, start, wait_for_relist};
+use support::scenario::{
+    assert_each_once, expire_version, saved_version, server_lines, settle_and_stop, start,
+    wait_for_relist,
+};
 
 const T: Duration = Duration::from_secs(30);
 
@@ -47,26 +49,21 @@ fn pages(events: usize) -> usize {
     events.div_ceil(kube_event_pipe::source::api::PAGE_LIMIT as usize)
 }
 
-fn saved_version(layout: &Layout) -> Option<String> {
-    std::fs::read_to_string(layout.state().join("resource_version"))
-        .ok()
-        .map(|s| s.lines().next().unwrap_or("").to_string())
-}
-
-fn assert_each_once(api: &FakeApiServer, layout: &Layout, log: &str) {
-    let out = lines(&layout.out());
-    let set: HashSet<&String> = out.iter().collect();
-    assert_eq!(
-        set.len(),
-        out.len(),
-        "duplicates in the output; log:\n{log}"
-    );
-    let expected: HashSet<String> = api.object_lines().into_iter().collect();
-    let got: HashSet<String> = out.into_iter().collect();
-    assert_eq!(
-        got, expected,
-        "output differs from the server's events; log:\n{log}"
-    );
+/// Once the daemon has listed `listed` events by streaming list, one live event is written
+/// too; it stops cleanly, having written each event once. Returns its log.
+fn listed_then_live_then_stop(
+    api: &FakeApiServer,
+    layout: &Layout,
+    d: Daemon,
+    listed: usize,
+) -> String {
+    d.expect_log("listed all events by streaming list");
+    api.create("live", "after", &event(9999));
+    wait_for_lines(&layout.out(), listed + 1, T, &d);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = d.stop_ok();
+    assert_each_once(&layout.out(), &server_lines(api), &log);
+    log
 }
 
 #[test]
@@ -80,17 +77,7 @@ fn cold_start_writes_every_event_once_is_ready_after_the_end_bookmark_and_saves_
         1500,
         "READY before the sync: {ready}"
     );
-    assert!(
-        d.wait_for_log("listed all events by streaming list", T),
-        "{}",
-        d.stderr()
-    );
-    api.create("live", "after", &event(9999));
-    wait_for_lines(&layout.out(), 1501, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    assert_each_once(&api, &layout, &log);
+    let log = listed_then_live_then_stop(&api, &layout, d, 1500);
     // Written in the server's key order (namespace/name), byte for byte.
     let out = lines(&layout.out());
     let listed: Vec<String> = api
@@ -114,7 +101,7 @@ fn cold_start_writes_every_event_once_is_ready_after_the_end_bookmark_and_saves_
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
     let rv_now = api.current_rv();
     let d = start(&fresh, None, &[]);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     let (_, log) = d.stop();
     assert!(log.contains(&format!("resource_version={rv_now}")), "{log}");
     assert_eq!(saved_version(&fresh), Some(rv_now.to_string()));
@@ -141,11 +128,10 @@ fn no_version_is_saved_and_no_ready_sent_before_the_end_bookmark_and_a_kill_ther
     // The restart lists again, and writes only what the killed run had not.
     let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 2000, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    assert_each_once(&api, &layout, &log);
+    let log = d.stop_ok();
+    assert_each_once(&layout.out(), &server_lines(&api), &log);
     assert_eq!(api.streaming_list_count(), 2, "{log}");
     assert_eq!(saved_version(&layout), Some(api.current_rv().to_string()));
 }
@@ -161,14 +147,14 @@ fn a_server_without_streaming_lists_gets_pages_for_the_rest_of_the_process_with_
     );
     let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 1203, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     // An expired version: the re-list goes straight to pages.
     api.create("late", "one", &event(1));
     expire_version(&api);
     api.create("late", "two", &event(2));
     wait_for_relist(&layout, &d, 1205);
     let log = settle_and_stop(d);
-    assert_each_once(&api, &layout, &log);
+    assert_each_once(&layout.out(), &server_lines(&api), &log);
     assert_eq!(
         log.matches("does not offer streaming lists").count(),
         1,
@@ -187,15 +173,14 @@ fn a_stream_that_ends_before_its_bookmark_is_listed_again_without_saving_or_doub
     api.cut_next_streaming_list(300, false);
     let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 900, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert!(
         log.contains("the streaming list ended before its end bookmark"),
         "{log}"
     );
-    assert_each_once(&api, &layout, &log);
+    assert_each_once(&layout.out(), &server_lines(&api), &log);
     assert_eq!(api.streaming_list_count(), 2, "{log}");
     // Only the first start's first-contact request.
     assert_eq!(api.list_request_count(), 1, "{log}");
@@ -208,17 +193,16 @@ fn no_end_bookmark_within_the_bound_falls_back_to_pages() {
     // The bound is the watch idle bound when that is shorter than a minute.
     let d = start(&layout, None, &["--watch-idle-timeout-sec", "2"]);
     wait_for_lines(&layout.out(), 800, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = d.stop_ok();
     assert!(
         log.contains(
             "the streaming list sent no end bookmark within 2s; listing in pages from now on"
         ),
         "{log}"
     );
-    assert_each_once(&api, &layout, &log);
+    assert_each_once(&layout.out(), &server_lines(&api), &log);
     assert_eq!(api.streaming_list_count(), 1, "{log}");
     assert_eq!(api.list_request_count(), 1 + pages(800), "{log}");
 }
@@ -228,7 +212,7 @@ fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
     let (api, layout) = server_with(Options::default(), 600);
     let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 600, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    d.expect_log("watching from here");
     d.stop();
     for i in 0..5 {
         api.create("down", &format!("e{i}"), &event(i));
@@ -237,22 +221,8 @@ fn an_expired_version_on_resume_is_followed_by_a_streaming_relist() {
     api.clear_requests();
     let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 605, T, &d);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    assert!(
-        d.wait_for_log("listed all events by streaming list", T),
-        "{}",
-        d.stderr()
-    );
-    api.create("live", "after", &event(1));
-    wait_for_lines(&layout.out(), 606, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    assert_each_once(&api, &layout, &log);
+    d.expect_log("listing all events again");
+    listed_then_live_then_stop(&api, &layout, d, 605);
     // The check of the saved version (410), then one streaming list that goes on as the live
     // watch: no watch from the expired version at all.
     let requests = api.requests();
@@ -291,11 +261,7 @@ fn a_streaming_list_carries_the_namespace_and_selectors() {
         ],
     );
     wait_for_lines(&layout.out(), 1, T, &d);
-    assert!(
-        d.wait_for_log("listed all events by streaming list", T),
-        "{}",
-        d.stderr()
-    );
+    d.expect_log("listed all events by streaming list");
     api.create(
         "mine",
         "Warning-2",
@@ -308,8 +274,7 @@ fn a_streaming_list_carries_the_namespace_and_selectors() {
     );
     wait_for_lines(&layout.out(), 2, T, &d);
     std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
     let out = lines(&layout.out());
     assert_eq!(
         out,

@@ -63,6 +63,24 @@ impl Daemon {
         wait_until(timeout, || self.stderr().contains(needle))
     }
 
+    /// Waits (up to 30 s) until the log contains `needle`, or fails the test showing the log.
+    #[track_caller]
+    pub fn expect_log(&self, needle: &str) {
+        assert!(
+            self.wait_for_log(needle, Duration::from_secs(30)),
+            "no {needle:?} in the log:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// SIGTERM; the daemon must exit 0. Returns its log.
+    #[track_caller]
+    pub fn stop_ok(self) -> String {
+        let (status, log) = self.stop();
+        assert!(status.success(), "exit {status}; log:\n{log}");
+        log
+    }
+
     pub fn signal(&self, sig: i32) {
         let pid = i32::try_from(self.child.id()).unwrap();
         // SAFETY: plain kill(2) on our own child.

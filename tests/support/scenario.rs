@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use super::daemon::{Daemon, Layout, command, lines, wait_for_lines};
@@ -18,6 +18,20 @@ const T: Duration = Duration::from_secs(30);
 /// The daemon with the layout's usual arguments plus `extra`; with `listener`, systemd's
 /// NOTIFY_SOCKET too.
 pub fn start(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Daemon {
+    Daemon::spawn(&mut daemon_command(layout, listener, extra))
+}
+
+/// Starts the daemon as [`start`] does (no NOTIFY_SOCKET) and waits until it has written `n`
+/// lines and opened its watch: synced and following.
+pub fn start_watching(api: &FakeApiServer, layout: &Layout, extra: &[&str], n: usize) -> Daemon {
+    let d = start(layout, None, extra);
+    wait_for_lines(&layout.out(), n, T, &d);
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    d
+}
+
+/// The command `start` runs, for a scenario that adds to its environment.
+pub fn daemon_command(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Command {
     let mut args = layout.args();
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -25,7 +39,8 @@ pub fn start(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Da
     if let Some(l) = listener {
         cmd.env("NOTIFY_SOCKET", &l.path);
     }
-    Daemon::spawn(cmd.stdout(Stdio::null()))
+    cmd.stdout(Stdio::null());
+    cmd
 }
 
 /// The metrics endpoint's address, once the daemon has logged it (`--metrics-address
@@ -66,6 +81,33 @@ pub fn http_request(addr: SocketAddr, path: &str, accept: Option<&str>) -> Answe
         headers: head.to_ascii_lowercase(),
         body: body.to_string(),
     }
+}
+
+/// Waits until a GET of `path` gets an answer that `ok` accepts, and returns it; fails the
+/// test with the daemon's log if none does in time.
+#[track_caller]
+pub fn wait_for_answer(
+    addr: SocketAddr,
+    path: &str,
+    d: &Daemon,
+    ok: impl Fn(&Answer) -> bool,
+) -> Answer {
+    let mut last = None;
+    let found = super::daemon::wait_until(T, || {
+        let a = http_request(addr, path, None);
+        let good = ok(&a);
+        last = Some(a);
+        good
+    });
+    let last = last.unwrap();
+    assert!(
+        found,
+        "{path} answered {} {:?}; log:\n{}",
+        last.status,
+        last.body,
+        d.stderr()
+    );
+    last
 }
 
 /// One GET: (status, body).
@@ -133,7 +175,84 @@ pub fn wait_for_relist(layout: &Layout, d: &Daemon, n: usize) {
 /// and returns its log; it must exit 0.
 pub fn settle_and_stop(d: Daemon) -> String {
     std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    log
+    d.stop_ok()
+}
+
+/// A fake API server started with `opts`, and a layout whose kubeconfig points at it.
+pub fn serve(opts: super::fake_apiserver::Options) -> (FakeApiServer, Layout) {
+    let api = FakeApiServer::start(opts);
+    let layout = Layout::new();
+    api.write_kubeconfig(layout.kubeconfig(), super::fake_apiserver::Auth::None);
+    (api, layout)
+}
+
+/// Server options that send a BOOKMARK to bookmark-asking watches every `every`.
+pub fn bookmarking(every: Duration) -> super::fake_apiserver::Options {
+    super::fake_apiserver::Options {
+        bookmark_interval: Some(every),
+        ..Default::default()
+    }
+}
+
+/// A fake API server over TLS that takes the bearer `token` or a client certificate of its CA.
+pub fn tls_server(token: &str) -> FakeApiServer {
+    FakeApiServer::start(super::fake_apiserver::Options {
+        tls: true,
+        token: Some(token.into()),
+        client_auth: super::fake_apiserver::ClientAuth::Optional,
+        ..Default::default()
+    })
+}
+
+/// The layout's usual arguments, with any flag also in `extra` taking the value given there
+/// (a flag given twice is an error).
+pub fn args_with(layout: &Layout, extra: &[&str]) -> Vec<String> {
+    let mut args = Vec::new();
+    for pair in layout.args().chunks(2) {
+        if !extra.contains(&pair[0].as_str()) {
+            args.extend_from_slice(pair);
+        }
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The daemon with the layout's usual arguments, any flag also in `extra` taking its value there.
+pub fn start_with(layout: &Layout, extra: &[&str]) -> Daemon {
+    let args = args_with(layout, extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::spawn(command(&args).stdout(Stdio::null()))
+}
+
+/// Waits until the daemon has its watch open on `api`.
+pub fn wait_for_watch(api: &FakeApiServer, d: &Daemon) {
+    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+}
+
+/// A named pipe at `path`: a destination whose reader the test controls.
+pub fn make_fifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// The lines the daemon writes for the fake's realistic events `range`, in that order.
+pub fn realistic_lines(api: &FakeApiServer, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| {
+            let (ns, name) = super::fake_apiserver::realistic_key(i);
+            api.object_line(&ns, &name)
+        })
+        .collect()
+}
+
+/// A named pipe at `path`, and a thread that opens it for reading (which waits for a writer)
+/// and hands it to `read`.
+pub fn fifo_with_reader<R: Send + 'static>(
+    path: &Path,
+    read: impl FnOnce(std::fs::File) -> R + Send + 'static,
+) -> std::thread::JoinHandle<R> {
+    make_fifo(path);
+    let path = path.to_path_buf();
+    std::thread::spawn(move || read(std::fs::File::open(path).unwrap()))
 }
