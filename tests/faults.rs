@@ -19,7 +19,11 @@ use std::time::{Duration, Instant};
 
 use support::daemon::{BIN, Daemon, Layout, command, wait_until};
 use support::fake_apiserver::{
-    Auth, ClientAuth, Failure, FakeApiServer, Options, Target, realistic_event, realistic_key,
+    Auth, Failure, FakeApiServer, Options, Target, realistic_event, realistic_key,
+};
+use support::scenario::{
+    args_with, bookmarking, realistic_lines, serve, settle_and_stop, start_with, tls_server,
+    wait_for_watch,
 };
 
 const T: Duration = Duration::from_secs(30);
@@ -64,31 +68,31 @@ impl Rng {
     }
 }
 
-/// The layout's usual arguments, with any flag also in `extra` taking the value given there.
-fn args_with(layout: &Layout, extra: &[&str]) -> Vec<String> {
-    let base = layout.args();
-    let mut args = Vec::new();
-    for pair in base.chunks(2) {
-        if !extra.contains(&pair[0].as_str()) {
-            args.extend_from_slice(pair);
-        }
-    }
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-fn start(layout: &Layout, extra: &[&str]) -> Daemon {
-    let args = args_with(layout, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&args)
-}
-
 /// The lines of `path` that end in `\n` (a line being written is not counted).
 fn whole_lines(path: &Path) -> Vec<String> {
     let bytes = std::fs::read(path).unwrap_or_default();
     let end = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     let text = String::from_utf8(bytes[..end].to_vec()).expect("output is UTF-8");
     text.lines().map(str::to_string).collect()
+}
+
+/// Waits until `path` holds at least `n` whole lines; a failure names `what` and shows the log.
+fn wait_for_whole_lines(path: &Path, n: usize, d: &Daemon, what: &str) {
+    assert!(
+        wait_until(T, || whole_lines(path).len() >= n),
+        "{what}: {}",
+        d.stderr()
+    );
+}
+
+/// Waits until `path` holds exactly `n` whole lines.
+fn wait_for_exactly(path: &Path, n: usize, d: &Daemon) {
+    assert!(
+        wait_until(T, || whole_lines(path).len() == n),
+        "{} whole lines, not {n}; log:\n{}",
+        whole_lines(path).len(),
+        d.stderr()
+    );
 }
 
 /// Every line of the finished output is one whole JSON value and the file ends in `\n`.
@@ -109,17 +113,35 @@ fn assert_whole_json(path: &Path) -> Vec<String> {
     lines
 }
 
-/// (lost, duplicated, foreign): expected lines missing, extra copies, lines nobody sent.
-fn tally(expected: &[String], out: &[String]) -> (usize, usize, usize) {
+/// A finished output against the lines it should hold.
+struct Tally {
+    /// Lines expected.
+    events: usize,
+    /// Lines in the output.
+    lines: usize,
+    /// Expected lines missing.
+    lost: usize,
+    /// Extra copies.
+    duplicated: usize,
+    /// Lines nobody sent.
+    foreign: usize,
+}
+
+/// Tallies the finished output at `path` (each line whole JSON) against `expected`.
+fn tally(expected: &[String], path: &Path) -> Tally {
+    let out = assert_whole_json(path);
     let mut seen: HashMap<&str, usize> = HashMap::new();
-    for l in out {
+    for l in &out {
         *seen.entry(l).or_default() += 1;
     }
     let want: HashSet<&str> = expected.iter().map(String::as_str).collect();
-    let lost = want.iter().filter(|l| !seen.contains_key(*l)).count();
-    let duplicated = seen.values().map(|n| n - 1).sum();
-    let foreign = seen.keys().filter(|l| !want.contains(*l)).count();
-    (lost, duplicated, foreign)
+    Tally {
+        events: expected.len(),
+        lines: out.len(),
+        lost: want.iter().filter(|l| !seen.contains_key(*l)).count(),
+        duplicated: seen.values().map(|n| n - 1).sum(),
+        foreign: seen.keys().filter(|l| !want.contains(*l)).count(),
+    }
 }
 
 /// Waits until the output holds every line the server has; polls gently (the sets are big).
@@ -173,20 +195,15 @@ fn produce(api: &FakeApiServer, from: usize, every: Duration, stop: &AtomicBool)
 fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill() {
     let kills = if long_form() { 100 } else { 20 };
     let mut rng = Rng::new();
-    let api = FakeApiServer::start(Options {
-        bookmark_interval: Some(Duration::from_millis(700)),
-        ..Options::default()
-    });
+    let (api, layout) = serve(bookmarking(Duration::from_millis(700)));
     api.create_realistic(0..1200);
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let stop = AtomicBool::new(false);
     // Per run: (lines written twice so far, lines so far), read once it is killed.
     let mut at_kill: Vec<(usize, usize)> = Vec::new();
     let (produced, last_log) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce(&api, 1200, Duration::from_millis(8), &stop));
         for k in 0..kills {
-            let d = start(&layout, &[]);
+            let d = start_with(&layout, &[]);
             // Mostly within the first seconds (start-up, list, first watch); every fifth run
             // lives past the first save of the resourceVersion (5 s), so resumed watches are
             // killed too.
@@ -202,26 +219,23 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
         }
         stop.store(true, Ordering::SeqCst);
         let produced = producer.join().unwrap();
-        let d = start(&layout, &[]);
+        let d = start_with(&layout, &[]);
         wait_for_all(&api, &layout.out(), Duration::from_secs(90), &d);
         let (status, log) = d.stop();
         assert!(status.success(), "{}", tail(&log, 40));
         (produced, log)
     });
-    let expected = api.object_lines();
-    let out = assert_whole_json(&layout.out());
-    let (lost, duplicated, foreign) = tally(&expected, &out);
+    let t = tally(&api.object_lines(), &layout.out());
     println!(
-        "FAULTS crash: kills={kills} events={} (produced while killing: {produced}) lines={} lost={lost} duplicated={duplicated}",
-        expected.len(),
-        out.len()
+        "FAULTS crash: kills={kills} events={} (produced while killing: {produced}) lines={} lost={} duplicated={}",
+        t.events, t.lines, t.lost, t.duplicated
     );
-    assert_eq!(lost, 0, "{}", tail(&last_log, 40));
-    assert_eq!(foreign, 0);
+    assert_eq!(t.lost, 0, "{}", tail(&last_log, 40));
+    assert_eq!(t.foreign, 0);
     // Per kill, not only in total: a run may repeat at most one line for each kill since the
     // last run that wrote anything (a run killed before it wrote leaves its predecessor's
     // repeat to the next one).
-    at_kill.push((duplicated, out.len()));
+    at_kill.push((t.duplicated, t.lines));
     let mut kills_unanswered = 0;
     let mut before = (0, 0);
     for (run, &(dups, written)) in at_kill.iter().enumerate() {
@@ -250,14 +264,9 @@ fn doubled(out: &[String]) -> usize {
 
 #[test]
 fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() {
-    let api = FakeApiServer::start(Options {
-        bookmark_interval: Some(Duration::from_millis(500)),
-        ..Options::default()
-    });
+    let (api, layout) = serve(bookmarking(Duration::from_millis(500)));
     api.create_realistic(0..700);
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &["--watch-idle-timeout-sec", "2"]);
+    let d = start_with(&layout, &["--watch-idle-timeout-sec", "2"]);
     let stop = AtomicBool::new(false);
     let mut faults: Vec<&str> = Vec::new();
     std::thread::scope(|s| {
@@ -340,19 +349,24 @@ fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() 
     std::thread::sleep(Duration::from_millis(500));
     let (status, log) = d.stop();
     assert!(status.success(), "{}", tail(&log, 40));
-    let expected = api.object_lines();
-    let out = assert_whole_json(&layout.out());
-    let (lost, duplicated, foreign) = tally(&expected, &out);
+    let t = tally(&api.object_lines(), &layout.out());
     println!(
-        "FAULTS api-server: faults={} ({}) events={} lines={} lost={lost} duplicated={duplicated} lists={} (streaming {})",
+        "FAULTS api-server: faults={} ({}) events={} lines={} lost={} duplicated={} lists={} (streaming {})",
         faults.len(),
         faults.join(", "),
-        expected.len(),
-        out.len(),
+        t.events,
+        t.lines,
+        t.lost,
+        t.duplicated,
         api.list_request_count() + api.streaming_list_count(),
         api.streaming_list_count()
     );
-    assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{}", tail(&log, 60));
+    assert_eq!(
+        (t.lost, t.duplicated, t.foreign),
+        (0, 0, 0),
+        "{}",
+        tail(&log, 60)
+    );
     // Each kind of trouble was noticed and recovered from, visibly.
     assert!(count(&log, "listing all events again") >= 7, "{log}");
     assert!(log.contains("works again"), "{log}");
@@ -417,13 +431,6 @@ fn fill(path: &Path) -> u64 {
     n
 }
 
-fn create_batch(api: &FakeApiServer, range: std::ops::Range<usize>) {
-    for i in range {
-        let (ns, name) = realistic_key(i);
-        api.create(&ns, &name, &realistic_event(i));
-    }
-}
-
 /// The kill fell between two lines: leave what a kill inside `write(2)` leaves on a full disk,
 /// the first half of the next held line, so the restart's recovery of it is tested every run.
 fn leave_a_fragment(api: &FakeApiServer, dest: &Path, filler: &Path) {
@@ -464,29 +471,23 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
         println!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
         return;
     }
-    let api = FakeApiServer::start(Options::default());
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let mnt = layout.path("small");
     let _tmpfs = Tmpfs::mount(&mnt, "256k");
     let dest = mnt.join("events.log");
     let dest_s = dest.display().to_string();
     let filler = mnt.join("filler");
-    let d = start(&layout, &["--destination", &dest_s]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
-    create_batch(&api, 0..20);
-    assert!(
-        wait_until(T, || whole_lines(&dest).len() == 20),
-        "{}",
-        d.stderr()
-    );
+    let d = start_with(&layout, &["--destination", &dest_s]);
+    wait_for_watch(&api, &d);
+    api.create_realistic(0..20);
+    wait_for_exactly(&dest, 20, &d);
 
     // Full: the daemon holds the events, logs the failure once and retries quietly.
     let filled = fill(&filler);
     api.set_stalled(true);
-    create_batch(&api, 20..60);
+    api.create_realistic(20..60);
     api.set_stalled(false);
-    assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
+    d.expect_log("cannot write events");
     std::thread::sleep(Duration::from_millis(3_200));
     let log = d.stderr();
     assert_eq!(count(&log, "cannot write events"), 1, "{log}");
@@ -498,7 +499,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     // Space returns: the same batch goes on from its first unwritten byte.
     std::fs::remove_file(&filler).unwrap();
     wait_for_all(&api, &dest, T, &d);
-    assert!(d.wait_for_log("writing events again", T), "{}", d.stderr());
+    d.expect_log("writing events again");
 
     // Full again, and the daemon is killed while it cannot write: the restart must neither lose
     // the held events nor repeat the ones that got out, and must not glue a line to a fragment.
@@ -506,7 +507,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     // Held back and then sent in one go, so they form one batch: the lines that fit in the
     // file's last page get out whole before the write fails.
     api.set_stalled(true);
-    create_batch(&api, 60..100);
+    api.create_realistic(60..100);
     api.set_stalled(false);
     assert!(
         wait_until(T, || count(&d.stderr(), "cannot write events") == 2),
@@ -519,8 +520,8 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     if !fragment {
         leave_a_fragment(&api, &dest, &filler);
     }
-    let d = start(&layout, &["--destination", &dest_s]);
-    assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
+    let d = start_with(&layout, &["--destination", &dest_s]);
+    d.expect_log("cannot write events");
     assert!(
         d.stderr().contains("removed an incomplete last line"),
         "{}",
@@ -528,17 +529,14 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     );
     std::fs::remove_file(&filler).unwrap();
     wait_for_all(&api, &dest, T, &d);
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = settle_and_stop(d);
     assert!(!log.contains("panicked"), "{log}");
-    let out = assert_whole_json(&dest);
-    let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);
+    let t = tally(&api.object_lines(), &dest);
     println!(
-        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={lost} duplicated={duplicated} partial line while full={partial_while_full}; killed while full with {whole_at_kill} lines of the held batch out and a fragment left by the kill: {fragment} (else one was left by the test)",
-        out.len()
+        "FAULTS disk-full: tmpfs 256k, filler {filled} bytes, events=100 lines={} lost={} duplicated={} partial line while full={partial_while_full}; killed while full with {whole_at_kill} lines of the held batch out and a fragment left by the kill: {fragment} (else one was left by the test)",
+        t.lines, t.lost, t.duplicated
     );
-    assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{log}");
+    assert_eq!((t.lost, t.duplicated, t.foreign), (0, 0, 0), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -564,7 +562,7 @@ fn binary_for_nobody(layout: &Layout) -> PathBuf {
     }
     let copy = layout.path("kube-event-pipe");
     std::fs::copy(BIN, &copy).unwrap();
-    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(&copy, 0o755);
     copy
 }
 
@@ -593,13 +591,11 @@ fn run_as_nobody(layout: &Layout, args: &[&str]) -> (Option<i32>, String) {
 fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_message() {
     // The kubeconfig works (it is loaded, and on a first start the API server answered,
     // before anything is created on disk).
-    let api = FakeApiServer::start(Options::default());
     // A destination whose directory does not exist: as any user.
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let missing_dir = layout.path("no-such-dir/events.log");
     let missing = missing_dir.display().to_string();
-    let mut d = start(&layout, &["--destination", &missing]);
+    let mut d = start_with(&layout, &["--destination", &missing]);
     assert_eq!(d.wait(T).code(), Some(2), "{}", d.stderr());
     let log = d.stderr();
     assert!(
@@ -613,10 +609,10 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
         return;
     }
     let layout = Layout::new();
-    std::fs::set_permissions(layout.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(layout.dir.path(), 0o755);
     let open = layout.path("open");
     std::fs::create_dir(&open).unwrap();
-    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    set_mode(&open, 0o777);
     let root_only = layout.path("root-only");
     std::fs::create_dir(&root_only).unwrap();
     let p = |p: PathBuf| p.display().to_string();
@@ -678,19 +674,17 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
 
 #[test]
 fn a_destination_directory_removed_while_running_is_reported_and_used_again_once_recreated() {
-    let api = FakeApiServer::start(Options::default());
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let logs = layout.path("logs");
     std::fs::create_dir(&logs).unwrap();
     let dest = logs.join("events.log");
-    let d = start(&layout, &["--destination", &dest.display().to_string()]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
-    create_batch(&api, 0..5);
-    assert!(wait_until(T, || whole_lines(&dest).len() == 5));
+    let d = start_with(&layout, &["--destination", &dest.display().to_string()]);
+    wait_for_watch(&api, &d);
+    api.create_realistic(0..5);
+    wait_for_exactly(&dest, 5, &d);
     std::fs::remove_dir_all(&logs).unwrap();
-    create_batch(&api, 5..12);
-    assert!(d.wait_for_log("cannot write events", T), "{}", d.stderr());
+    api.create_realistic(5..12);
+    d.expect_log("cannot write events");
     std::thread::sleep(Duration::from_millis(1_500));
     let log = d.stderr();
     assert_eq!(count(&log, "cannot write events"), 1, "{log}");
@@ -699,25 +693,15 @@ fn a_destination_directory_removed_while_running_is_reported_and_used_again_once
         "{log}"
     );
     std::fs::create_dir(&logs).unwrap();
-    assert!(
-        wait_until(T, || whole_lines(&dest).len() == 7),
-        "{}",
-        d.stderr()
+    wait_for_exactly(&dest, 7, &d);
+    d.expect_log("writing events again");
+    let log = settle_and_stop(d);
+    let t = tally(&realistic_lines(&api, 5..12), &dest);
+    println!(
+        "FAULTS removed-directory: held=7 lost={} duplicated={}",
+        t.lost, t.duplicated
     );
-    assert!(d.wait_for_log("writing events again", T), "{}", d.stderr());
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
-    let out = assert_whole_json(&dest);
-    let expected: Vec<String> = (5..12)
-        .map(|i| {
-            let (ns, name) = realistic_key(i);
-            api.object_line(&ns, &name)
-        })
-        .collect();
-    let (lost, duplicated, foreign) = tally(&expected, &out);
-    println!("FAULTS removed-directory: held=7 lost={lost} duplicated={duplicated}");
-    assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{log}");
+    assert_eq!((t.lost, t.duplicated, t.foreign), (0, 0, 0), "{log}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -726,14 +710,11 @@ fn a_destination_directory_removed_while_running_is_reported_and_used_again_once
 
 #[test]
 fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each() {
-    let api = FakeApiServer::start(Options::default());
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    create_batch(&api, 0..3);
-    let d = start(&layout, &["--batch-count", "8"]);
-    assert!(wait_until(T, || whole_lines(&layout.out()).len() == 3));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let (api, layout) = serve(Options::default());
+    api.create_realistic(0..3);
+    let d = start_with(&layout, &["--batch-count", "8"]);
+    wait_for_exactly(&layout.out(), 3, &d);
+    d.stop_ok();
 
     let state = layout.state();
     let blooms: Vec<PathBuf> = std::fs::read_dir(&state)
@@ -782,18 +763,12 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
     )
     .unwrap();
 
-    create_batch(&api, 3..5);
+    api.create_realistic(3..5);
     api.clear_requests();
-    let d = start(&layout, &["--batch-count", "8"]);
-    assert!(
-        wait_until(T, || whole_lines(&layout.out()).len() >= 5),
-        "{}",
-        d.stderr()
-    );
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let d = start_with(&layout, &["--batch-count", "8"]);
+    wait_for_whole_lines(&layout.out(), 5, &d, "a start on damaged state");
+    d.expect_log("watching from here");
+    let log = settle_and_stop(d);
     for ((what, _, reason), p) in bad.iter().zip(&paths) {
         let needle = format!("quarantined bad filter file {}: {reason}", p.display());
         let warnings = log
@@ -818,18 +793,18 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
         "one list instead of a resume"
     );
     // The valid filter still knew the first three events: nothing written twice.
-    let out = assert_whole_json(&layout.out());
-    let (lost, duplicated, foreign) = tally(&api.object_lines(), &out);
-    assert_eq!((lost, duplicated, foreign), (0, 0, 0), "{log}");
+    let t = tally(&api.object_lines(), &layout.out());
+    assert_eq!((t.lost, t.duplicated, t.foreign), (0, 0, 0), "{log}");
 
     // Set aside once: the next start says nothing about them.
-    let d = start(&layout, &["--batch-count", "8"]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_with(&layout, &["--batch-count", "8"]);
+    wait_for_watch(&api, &d);
     let (_, log) = d.stop();
     assert_eq!(count(&log, "quarantined bad filter file"), 0, "{log}");
     assert_eq!(count(&log, "damaged"), 0, "{log}");
     println!(
-        "FAULTS corrupt-state: 5 bad filter files quarantined, 1 bad resourceVersion ignored, one warning each, lost={lost} duplicated={duplicated}"
+        "FAULTS corrupt-state: 5 bad filter files quarantined, 1 bad resourceVersion ignored, one warning each, lost={} duplicated={}",
+        t.lost, t.duplicated
     );
 }
 
@@ -839,11 +814,9 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
 
 #[test]
 fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_panic() {
-    let api = FakeApiServer::start(Options::default());
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let (api, layout) = serve(Options::default());
+    let d = start_with(&layout, &[]);
+    wait_for_watch(&api, &d);
     let mut written: Vec<(&str, String)> = Vec::new();
     let mut after = 0;
     let mut next_normal = |api: &FakeApiServer, written: &mut Vec<(&str, String)>| {
@@ -955,11 +928,7 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
         api.inject_watch_bytes(frame);
         next_normal(&api, &mut written);
         let n = written.len();
-        assert!(
-            wait_until(T, || whole_lines(&layout.out()).len() >= n),
-            "{what}: {}",
-            d.stderr()
-        );
+        wait_for_whole_lines(&layout.out(), n, &d, what);
         // stderr is collected by a reader thread, which may lag the file on a loaded machine.
         assert!(
             wait_until(T, || d.stderr().contains(logged)),
@@ -968,14 +937,8 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
         );
     }
     let n = written.len();
-    assert!(
-        wait_until(T, || whole_lines(&layout.out()).len() >= n),
-        "{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{}", tail(&log, 30));
+    wait_for_whole_lines(&layout.out(), n, &d, "every event");
+    let log = settle_and_stop(d);
     assert!(!log.contains("panicked"), "{log}");
     let out = assert_whole_json(&layout.out());
     let expected: Vec<String> = written.iter().map(|(_, l)| l.clone()).collect();
@@ -984,37 +947,25 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     // The same odd events through a streaming list (a fresh state directory lists everything).
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
-    let d = start(&fresh, &[]);
-    assert!(
-        wait_until(T, || whole_lines(&fresh.out()).len() >= n),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let d = start_with(&fresh, &[]);
+    wait_for_whole_lines(&fresh.out(), n, &d, "a streaming list");
+    d.stop_ok();
     let listed: HashSet<String> = assert_whole_json(&fresh.out()).into_iter().collect();
     for (what, line) in &written {
         assert!(listed.contains(line), "{what} differs when listed");
     }
 
     // And through list pages, from a server without streaming lists.
-    let paged = FakeApiServer::start(Options {
+    let (paged, fresh) = serve(Options {
         watch_list: false,
         ..Options::default()
     });
     for (_, name, fields) in &faithful {
         paged.create("odd", name, fields);
     }
-    let fresh = Layout::new();
-    paged.write_kubeconfig(fresh.kubeconfig(), Auth::None);
-    let d = start(&fresh, &[]);
-    assert!(
-        wait_until(T, || whole_lines(&fresh.out()).len() >= faithful.len()),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let d = start_with(&fresh, &[]);
+    wait_for_whole_lines(&fresh.out(), faithful.len(), &d, "list pages");
+    let log = d.stop_ok();
     assert!(log.contains("does not offer streaming lists"), "{log}");
     let listed: HashSet<String> = assert_whole_json(&fresh.out()).into_iter().collect();
     for (what, name, _) in &faithful {
@@ -1059,15 +1010,22 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+fn set_mode(p: impl AsRef<Path>, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Runs the daemon traced until it has written the server's one event; its log (it must stop
+/// cleanly).
+fn traced_until_one_line(layout: &Layout, extra: &[&str]) -> String {
+    let d = start_traced(layout, extra);
+    wait_for_exactly(&layout.out(), 1, &d);
+    d.stop_ok()
+}
+
 #[test]
 fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     const TOKEN: &str = "kep-bearer-7d1f0c2a9e";
-    let api = FakeApiServer::start(Options {
-        tls: true,
-        token: Some(TOKEN.into()),
-        client_auth: ClientAuth::Optional,
-        ..Options::default()
-    });
+    let api = tls_server(TOKEN);
     api.create("sec", "one", r#"{"reason":"Pulled","count":1}"#);
     let key_pem = api.client_key_pem().unwrap();
     let key_b64 = {
@@ -1096,19 +1054,12 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     // Bearer token; kubeconfig and config file readable by all (0644): one warning each.
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::Token(TOKEN.into()));
-    std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    set_mode(layout.kubeconfig(), 0o644);
     let config = layout.path("config.toml");
     std::fs::write(&config, "batch_count = 3\n").unwrap();
-    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    set_mode(&config, 0o644);
     let config_s = config.display().to_string();
-    let d = start_traced(&layout, &["--config", &config_s]);
-    assert!(
-        wait_until(T, || whole_lines(&layout.out()).len() == 1),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = traced_until_one_line(&layout, &["--config", &config_s]);
     assert!(log.contains(" TRACE ") || log.contains(" DEBUG "), "{log}");
     assert_eq!(
         leaks(&log, &[TOKEN, &key_b64]),
@@ -1149,15 +1100,8 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     // Client certificate and key; kubeconfig 0600: no warning.
     let layout = Layout::new();
     api.write_kubeconfig(layout.kubeconfig(), Auth::ClientCert);
-    std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let d = start_traced(&layout, &[]);
-    assert!(
-        wait_until(T, || whole_lines(&layout.out()).len() == 1),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    set_mode(layout.kubeconfig(), 0o600);
+    let log = traced_until_one_line(&layout, &[]);
     assert_eq!(
         leaks(&log, &[TOKEN, &key_b64]),
         Vec::<String>::new(),
@@ -1169,9 +1113,9 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     let layout = Layout::new();
     const WRONG: &str = "kep-wrong-4b8e1d";
     api.write_kubeconfig(layout.kubeconfig(), Auth::Token(WRONG.into()));
-    std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(layout.kubeconfig(), 0o600);
     let d = start_traced(&layout, &[]);
-    assert!(d.wait_for_log("(401 Unauthorized)", T), "{}", d.stderr());
+    d.expect_log("(401 Unauthorized)");
     let (_, log) = d.stop();
     assert_eq!(leaks(&log, &[WRONG, TOKEN]), Vec::<String>::new(), "{log}");
 
@@ -1191,7 +1135,7 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    set_mode(&script, 0o755);
     let kubeconfig = exec_api.kubeconfig(Auth::None).replace(
         "  user: {}\n",
         &format!(
@@ -1201,15 +1145,8 @@ fn credentials_never_reach_the_log_and_files_get_restrictive_modes() {
     );
     assert!(kubeconfig.contains("exec:"), "{kubeconfig}");
     std::fs::write(layout.kubeconfig(), kubeconfig).unwrap();
-    std::fs::set_permissions(layout.kubeconfig(), std::fs::Permissions::from_mode(0o600)).unwrap();
-    let d = start_traced(&layout, &[]);
-    assert!(
-        wait_until(T, || whole_lines(&layout.out()).len() == 1),
-        "{}",
-        d.stderr()
-    );
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    set_mode(layout.kubeconfig(), 0o600);
+    let log = traced_until_one_line(&layout, &[]);
     assert_eq!(leaks(&log, &[EXEC_TOKEN]), Vec::<String>::new(), "{log}");
     let used_exec = exec_api
         .requests()

@@ -6,10 +6,15 @@
 mod support;
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
-use support::fake_apiserver::{Auth, ClientAuth, FakeApiServer, Options};
+use support::fake_apiserver::{Auth, FakeApiServer, Options};
+use support::scenario::{
+    fifo_with_reader, serve, server_lines, settle_and_stop, start, start_with, tls_server,
+    wait_for_relist, wait_for_watch,
+};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -19,36 +24,66 @@ fn event(reason: &str, count: u64) -> String {
     )
 }
 
-fn start(layout: &Layout, extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = layout.args();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::start(&args)
-}
-
-fn server() -> FakeApiServer {
-    FakeApiServer::start(Options::default())
-}
-
-/// A fake API server holding `n` events `<prefix>-<i>` in namespace `ns`, and a layout whose
-/// kubeconfig points at it.
-fn server_with_events(ns: &str, prefix: &str, n: usize) -> (FakeApiServer, Layout) {
-    let api = server();
+/// A fake API server holding `n` events `<prefix>-<i:05>` in namespace `ns`, and a first
+/// daemon that has written them: its output's lines.
+fn first_run(ns: &str, prefix: &str, n: usize) -> (FakeApiServer, Layout, Daemon, Vec<String>) {
+    let (api, layout) = serve(Options::default());
     for i in 0..n {
         api.create(ns, &format!("{prefix}-{i:05}"), &event("Pulled", 1));
     }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    (api, layout)
+    let d = start(&layout, None, &[]);
+    let out = wait_for_lines(&layout.out(), n, T, &d);
+    (api, layout, d, out)
+}
+
+/// Creates `n` events `<prefix>-<i>` in namespace `ns`.
+fn create_pulled(api: &FakeApiServer, ns: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        api.create(ns, &format!("{prefix}-{i}"), &event("Pulled", 1));
+    }
+}
+
+/// Stops the daemon after a moment to write anything it would write twice; the output's lines.
+fn settled_output(layout: &Layout, d: Daemon) -> Vec<String> {
+    std::thread::sleep(Duration::from_millis(500));
+    d.stop();
+    lines(&layout.out())
+}
+
+/// Creates `n` events `<prefix>-<i>` in `ns` and waits until the destination, new or empty
+/// before, holds them.
+fn write_pulled(
+    api: &FakeApiServer,
+    layout: &Layout,
+    d: &Daemon,
+    ns: &str,
+    prefix: &str,
+    n: usize,
+) {
+    create_pulled(api, ns, prefix, n);
+    wait_for_lines(&layout.out(), n, T, d);
+}
+
+/// Renames the destination as logrotate does; its new path.
+fn move_aside(layout: &Layout) -> PathBuf {
+    let moved = layout.path("events.log.1");
+    std::fs::rename(layout.out(), &moved).unwrap();
+    moved
 }
 
 /// A fake API server with no events and a daemon already watching it.
 fn watching(extra: &[&str]) -> (FakeApiServer, Layout, Daemon) {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, extra);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let (api, layout) = serve(Options::default());
+    let d = start(&layout, None, extra);
+    wait_for_watch(&api, &d);
+    (api, layout, d)
+}
+
+/// [`watching`], once the first event the server got since, `one` in `ns`, is written.
+fn watching_after_one(ns: &str) -> (FakeApiServer, Layout, Daemon) {
+    let (api, layout, d) = watching(&[]);
+    api.create(ns, "one", &event("Pulled", 1));
+    wait_for_lines(&layout.out(), 1, T, &d);
     (api, layout, d)
 }
 
@@ -57,15 +92,17 @@ fn no_duplicates(lines: &[String]) {
     assert_eq!(set.len(), lines.len(), "duplicate lines in output");
 }
 
+/// The daemon writing to `dest`, at the default log level (INFO) rather than the layout's debug.
+fn start_at_info(layout: &Layout, dest: &Path) -> Daemon {
+    let dest = dest.display().to_string();
+    start_with(layout, &["--destination", &dest, "--log-level", "info"])
+}
+
 #[test]
 fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_repeats_them() {
-    let (api, layout) = server_with_events("ns", "ev", 1203);
-
-    let d = start(&layout, &[]);
-    let first = wait_for_lines(&layout.out(), 1203, T, &d);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let (api, layout, d, first) = first_run("ns", "ev", 1203);
+    d.expect_log("watching from here");
+    d.stop_ok();
     assert_eq!(first.len(), 1203);
     no_duplicates(&first);
     // A first start's first contact (a list of one event), then one streaming list, no pages.
@@ -76,11 +113,9 @@ fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_r
 
     // A restart with the same state resumes the watch: no list, no new line.
     api.clear_requests();
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
-    std::thread::sleep(Duration::from_millis(500));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let d = start(&layout, None, &[]);
+    wait_for_watch(&api, &d);
+    let log = settle_and_stop(d);
     assert_eq!(lines(&layout.out()).len(), 1203, "{log}");
     assert_eq!(api.list_request_count(), 0, "restart listed again: {log}");
     assert_eq!(api.streaming_list_count(), 0, "restart listed again: {log}");
@@ -88,7 +123,7 @@ fn first_run_writes_every_event_once_then_restart_writes_nothing_and_new_state_r
     // A new state directory writes the same events again, identical lines.
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
-    let d = start(&fresh, &[]);
+    let d = start(&fresh, None, &[]);
     let again = wait_for_lines(&fresh.out(), 1203, T, &d);
     d.stop();
     assert_eq!(again, first);
@@ -128,14 +163,12 @@ fn counts_decide_what_is_new_and_recreated_events_are_not() {
 
 #[test]
 fn output_is_byte_for_byte_what_the_server_sent() {
-    let api = server();
+    let (api, layout) = serve(Options::default());
     // Before the daemon starts: served by the list, which lacks kind/apiVersion.
     let odd = r#"{"zeta":1,"involvedObject":{"kind":"Pod","name":"p","extra":[1.0e3,-0,1E-7]},"reason":"Odd","message":"caf\u00e9 \"quoted\" \ud83d\ude00","eventTime":"2026-11-26T06:10:00.123456Z","count":1,"alpha":{"nested":{"deep":[{},[],null,true]}}}"#;
     api.create("odd", "listed", odd);
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    let d = start(&layout, &[]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start(&layout, None, &[]);
+    wait_for_watch(&api, &d);
     // After: served by the watch, which carries kind/apiVersion first.
     api.create("odd", "watched", odd);
     let out = wait_for_lines(&layout.out(), 2, T, &d);
@@ -153,25 +186,19 @@ fn output_is_byte_for_byte_what_the_server_sent() {
 
 #[test]
 fn restart_after_downtime_writes_only_new_events_without_listing() {
-    let (api, layout) = server_with_events("a", "before", 5);
-    let d = start(&layout, &[]);
-    wait_for_lines(&layout.out(), 5, T, &d);
-    assert!(api.wait_for_watches(1, T));
+    let (api, layout, d, _) = first_run("a", "before", 5);
+    wait_for_watch(&api, &d);
     api.create("a", "during-0", &event("Pulled", 1));
     wait_for_lines(&layout.out(), 6, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    d.stop_ok();
 
-    for i in 0..7 {
-        api.create("a", &format!("down-{i}"), &event("Pulled", 1));
-    }
+    create_pulled(&api, "a", "down", 7);
     api.set_count("a", "before-00000", 2);
     api.clear_requests();
-    let d = start(&layout, &[]);
-    let out = wait_for_lines(&layout.out(), 14, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    d.stop();
-    assert_eq!(lines(&layout.out()).len(), 14);
+    let d = start(&layout, None, &[]);
+    wait_for_lines(&layout.out(), 14, T, &d);
+    let out = settled_output(&layout, d);
+    assert_eq!(out.len(), 14);
     no_duplicates(&out);
     assert_eq!(api.list_request_count(), 0, "resumed watch must not list");
     assert_eq!(api.streaming_list_count(), 0, "resumed watch must not list");
@@ -180,26 +207,17 @@ fn restart_after_downtime_writes_only_new_events_without_listing() {
 
 #[test]
 fn expired_resource_version_means_one_relist_and_nothing_doubled() {
-    let (api, layout) = server_with_events("a", "e", 600);
-    let d = start(&layout, &[]);
-    wait_for_lines(&layout.out(), 600, T, &d);
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let (api, layout, d, _) = first_run("a", "e", 600);
+    d.stop_ok();
 
     api.create("a", "late", &event("Pulled", 1));
     api.compact();
     api.clear_requests();
-    let d = start(&layout, &[]);
-    let out = wait_for_lines(&layout.out(), 601, T, &d);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
-    std::thread::sleep(Duration::from_millis(300));
-    d.stop();
-    assert_eq!(lines(&layout.out()).len(), 601);
+    let d = start(&layout, None, &[]);
+    wait_for_relist(&layout, &d, 601);
+    d.expect_log("watching from here");
+    let out = settled_output(&layout, d);
+    assert_eq!(out.len(), 601);
     no_duplicates(&out);
     // One re-list, by streaming list.
     assert_eq!(api.streaming_list_count(), 1);
@@ -208,20 +226,12 @@ fn expired_resource_version_means_one_relist_and_nothing_doubled() {
 
 #[test]
 fn in_stream_expiry_while_watching_relists_and_loses_nothing() {
-    let (api, layout, d) = watching(&[]);
-    api.create("a", "one", &event("Pulled", 1));
-    wait_for_lines(&layout.out(), 1, T, &d);
+    let (api, layout, d) = watching_after_one("a");
     api.expire_watches();
     api.create("a", "two", &event("Pulled", 1));
-    let out = wait_for_lines(&layout.out(), 2, T, &d);
-    assert!(
-        d.wait_for_log("listing all events again", T),
-        "{}",
-        d.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    d.stop();
-    assert_eq!(lines(&layout.out()).len(), 2);
+    wait_for_relist(&layout, &d, 2);
+    let out = settled_output(&layout, d);
+    assert_eq!(out.len(), 2);
     no_duplicates(&out);
 }
 
@@ -241,11 +251,7 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
     wait_for_lines(&layout.out(), add(3), T, &d);
     // The new events may have come through the old connection before the drop took effect;
     // what is injected next must go to the new one.
-    assert!(
-        d.wait_for_log("watching events works again", T),
-        "{}",
-        d.stderr()
-    );
+    d.expect_log("watching events works again");
     api.inject_malformed_frame();
     api.inject_watch_line(
         r#"{"type":"ADDED","object":{"kind":"Event","apiVersion":"v1","reason":"NoMetadata"}}"#,
@@ -264,37 +270,26 @@ fn dropped_connections_stalls_and_bad_frames_lose_and_double_nothing() {
     );
     api.set_stalled(true);
     let n = add(2);
-    assert!(
-        d.wait_for_log("delivered nothing for too long", T),
-        "{}",
-        d.stderr()
-    );
+    d.expect_log("delivered nothing for too long");
     api.set_stalled(false);
     wait_for_lines(&layout.out(), n, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = settle_and_stop(d);
     let out = lines(&layout.out());
     assert_eq!(out.len(), n, "{log}");
     no_duplicates(&out);
     // And they are the server's events, byte for byte: the bad frames wrote nothing.
-    let got: std::collections::HashSet<String> = out.into_iter().collect();
-    let expected: std::collections::HashSet<String> = api.object_lines().into_iter().collect();
-    assert_eq!(got, expected, "{log}");
+    let got: HashSet<String> = out.into_iter().collect();
+    assert_eq!(got, server_lines(&api), "{log}");
 }
 
 #[test]
 fn sigkill_after_a_write_repeats_nothing() {
-    let (api, layout, d) = watching(&[]);
-    api.create("k", "one", &event("Pulled", 1));
-    wait_for_lines(&layout.out(), 1, T, &d);
+    let (api, layout, d) = watching_after_one("k");
     d.kill();
     api.create("k", "two", &event("Pulled", 1));
-    let d = start(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 2, T, &d);
-    std::thread::sleep(Duration::from_millis(500));
-    d.stop();
-    let out = lines(&layout.out());
+    let out = settled_output(&layout, d);
     // The filters are shared memory maps: even SIGKILL keeps what was marked, and a line
     // written but not yet marked is marked from the destination at the next start.
     assert_eq!(out.len(), 2, "{out:?}");
@@ -303,22 +298,18 @@ fn sigkill_after_a_write_repeats_nothing() {
 
 #[test]
 fn lines_already_in_the_destination_are_not_written_again_when_their_marks_were_lost() {
-    let (api, layout) = server_with_events("ns", "ev", 700);
-    let d = start(&layout, &[]);
-    wait_for_lines(&layout.out(), 700, T, &d);
+    let (api, layout, d, _) = first_run("ns", "ev", 700);
     d.stop();
     // What a run killed between writing its lines and marking them leaves behind: lines in
     // the destination that the state does not know (here: no state at all).
     for entry in std::fs::read_dir(layout.state()).unwrap() {
         std::fs::remove_file(entry.unwrap().path()).unwrap();
     }
-    let d = start(&layout, &[]);
-    assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
+    let d = start(&layout, None, &[]);
+    d.expect_log("watching from here");
     api.create("ns", "after", &event("Pulled", 1));
     let out = wait_for_lines(&layout.out(), 701, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    let log = settle_and_stop(d);
     assert!(
         log.contains("marked 700 events at the end of the destination"),
         "{log}"
@@ -330,22 +321,13 @@ fn lines_already_in_the_destination_are_not_written_again_when_their_marks_were_
 #[test]
 fn sighup_after_rename_sends_later_events_to_the_new_file() {
     let (api, layout, d) = watching(&[]);
-    for i in 0..50 {
-        api.create("h", &format!("old-{i}"), &event("Pulled", 1));
-    }
-    wait_for_lines(&layout.out(), 50, T, &d);
-    let rotated = layout.path("events.log.1");
-    std::fs::rename(layout.out(), &rotated).unwrap();
+    write_pulled(&api, &layout, &d, "h", "old", 50);
+    let rotated = move_aside(&layout);
     d.signal(libc::SIGHUP);
-    assert!(d.wait_for_log("SIGHUP", T));
-    for i in 0..50 {
-        api.create("h", &format!("new-{i}"), &event("Pulled", 1));
-    }
-    wait_for_lines(&layout.out(), 50, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    d.stop();
+    d.expect_log("SIGHUP");
+    write_pulled(&api, &layout, &d, "h", "new", 50);
+    let new = settled_output(&layout, d);
     let old = lines(&rotated);
-    let new = lines(&layout.out());
     assert_eq!(old.len(), 50);
     assert_eq!(new.len(), 50);
     assert!(old.iter().all(|l| l.contains("\"old-")));
@@ -362,27 +344,15 @@ fn sighup_after_rename_sends_later_events_to_the_new_file() {
 #[test]
 fn a_file_put_or_replaced_at_the_path_without_sighup_takes_the_next_events() {
     let (api, layout, d) = watching(&[]);
-    for i in 0..20 {
-        api.create("r", &format!("first-{i}"), &event("Pulled", 1));
-    }
-    wait_for_lines(&layout.out(), 20, T, &d);
-    let moved = layout.path("events.log.1");
-    std::fs::rename(layout.out(), &moved).unwrap();
+    write_pulled(&api, &layout, &d, "r", "first", 20);
+    let moved = move_aside(&layout);
     std::fs::write(layout.out(), "").unwrap();
-    for i in 0..20 {
-        api.create("r", &format!("second-{i}"), &event("Pulled", 1));
-    }
-    wait_for_lines(&layout.out(), 20, T, &d);
+    write_pulled(&api, &layout, &d, "r", "second", 20);
     let replacement = layout.path("replacement");
     std::fs::write(&replacement, "").unwrap();
     std::fs::rename(&replacement, layout.out()).unwrap();
-    for i in 0..20 {
-        api.create("r", &format!("third-{i}"), &event("Pulled", 1));
-    }
-    wait_for_lines(&layout.out(), 20, T, &d);
-    std::thread::sleep(Duration::from_millis(300));
-    let (status, log) = d.stop();
-    assert!(status.success(), "{log}");
+    write_pulled(&api, &layout, &d, "r", "third", 20);
+    let log = settle_and_stop(d);
     let first = lines(&moved);
     let third = lines(&layout.out());
     assert_eq!(first.len(), 20, "{log}");
@@ -394,10 +364,8 @@ fn a_file_put_or_replaced_at_the_path_without_sighup_takes_the_next_events() {
 
 #[test]
 fn stdout_destination_gets_events_and_nothing_else() {
-    let api = server();
+    let (api, layout) = serve(Options::default());
     api.create("s", "one", &event("Pulled", 1));
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let out_file = std::fs::File::create(layout.path("stdout")).unwrap();
     let kc = layout.kubeconfig().display().to_string();
     let state = layout.state().display().to_string();
@@ -412,7 +380,7 @@ fn stdout_destination_gets_events_and_nothing_else() {
         ])
         .stdout(out_file),
     );
-    assert!(api.wait_for_watches(1, T));
+    wait_for_watch(&api, &d);
     api.create("s", "two", &event("Pulled", 1));
     let out = wait_for_lines(&layout.path("stdout"), 2, T, &d);
     d.signal(libc::SIGHUP);
@@ -429,35 +397,18 @@ fn stdout_destination_gets_events_and_nothing_else() {
 
 #[test]
 fn fifo_destination_works_and_survives_sighup() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let fifo = layout.path("events.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || {
+    let reader = fifo_with_reader(&fifo, |f| {
         use std::io::BufRead;
-        let f = std::fs::File::open(reader_path).unwrap();
         std::io::BufReader::new(f)
             .lines()
             .map_while(Result::ok)
             .take(3)
             .collect::<Vec<_>>()
     });
-    let kc = layout.kubeconfig().display().to_string();
-    let state = layout.state().display().to_string();
-    let dest = fifo.display().to_string();
-    let d = Daemon::start(&[
-        "--kubeconfig",
-        &kc,
-        "--persistence-path",
-        &state,
-        "--destination",
-        &dest,
-    ]);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    let d = start_at_info(&layout, &fifo);
+    wait_for_watch(&api, &d);
     api.create("f", "one", &event("Pulled", 1));
     api.create("f", "two", &event("Pulled", 1));
     std::thread::sleep(Duration::from_millis(300));
@@ -472,14 +423,13 @@ fn fifo_destination_works_and_survives_sighup() {
 
 #[test]
 fn filter_files_rotate_with_a_short_batch_duration() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let d = start(
         &layout,
+        None,
         &["--batch-duration-sec", "1", "--batch-count", "3"],
     );
-    assert!(api.wait_for_watches(1, T));
+    wait_for_watch(&api, &d);
     let blooms = || {
         std::fs::read_dir(layout.state())
             .unwrap()
@@ -508,17 +458,12 @@ fn filter_files_rotate_with_a_short_batch_duration() {
 
 #[test]
 fn bearer_token_and_client_certificates_over_tls() {
-    let api = FakeApiServer::start(Options {
-        tls: true,
-        token: Some("s3cret-token".into()),
-        client_auth: ClientAuth::Optional,
-        ..Options::default()
-    });
+    let api = tls_server("s3cret-token");
     api.create("t", "one", &event("Pulled", 1));
     for auth in [Auth::Token("s3cret-token".into()), Auth::ClientCert] {
         let layout = Layout::new();
         api.write_kubeconfig(layout.kubeconfig(), auth.clone());
-        let d = start(&layout, &[]);
+        let d = start(&layout, None, &[]);
         let out = wait_for_lines(&layout.out(), 1, T, &d);
         let (status, log) = d.stop();
         assert!(status.success(), "{auth:?}: {log}");
@@ -534,7 +479,7 @@ fn bearer_token_and_client_certificates_over_tls() {
 fn unreadable_kubeconfig_is_a_startup_error_naming_the_file() {
     let layout = Layout::new();
     std::fs::write(layout.kubeconfig(), "clusters: [ this is not yaml").unwrap();
-    let mut d = start(&layout, &[]);
+    let mut d = start(&layout, None, &[]);
     let status = d.wait(T);
     assert_eq!(status.code(), Some(2), "{}", d.stderr());
     let log = d.stderr();
@@ -544,21 +489,21 @@ fn unreadable_kubeconfig_is_a_startup_error_naming_the_file() {
     );
 
     let missing = Layout::new();
-    let mut d = start(&missing, &[]);
+    let mut d = start(&missing, None, &[]);
     assert_eq!(d.wait(T).code(), Some(2));
     assert!(d.stderr().contains("No such file"), "{}", d.stderr());
 }
 
 #[test]
 fn sigint_and_sigquit_stop_cleanly_and_save_where_to_resume() {
-    let api = server();
+    let api = FakeApiServer::start(Options::default());
     api.create("q", "one", &event("Pulled", 1));
     for sig in [libc::SIGINT, libc::SIGQUIT] {
         let layout = Layout::new();
         api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-        let mut d = start(&layout, &[]);
+        let mut d = start(&layout, None, &[]);
         wait_for_lines(&layout.out(), 1, T, &d);
-        assert!(d.wait_for_log("watching from here", T));
+        d.expect_log("watching from here");
         d.signal(sig);
         let status = d.wait(T);
         assert_eq!(status.code(), Some(0), "signal {sig}: {}", d.stderr());
@@ -569,38 +514,19 @@ fn sigint_and_sigquit_stop_cleanly_and_save_where_to_resume() {
 
 #[test]
 fn a_second_stop_signal_exits_at_once_even_when_the_destination_is_stuck() {
-    let api = server();
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
+    let (api, layout) = serve(Options::default());
     let fifo = layout.path("stuck.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // A reader that opens the pipe and never reads: once the pipe buffer is full, every
     // write blocks, as with a log shipper that hangs.
-    let reader_path = fifo.clone();
     let (opened_tx, opened_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let f = std::fs::File::open(reader_path).unwrap();
+    let reader = fifo_with_reader(&fifo, move |f| {
         opened_tx.send(()).unwrap();
         std::thread::sleep(Duration::from_secs(30));
         drop(f);
     });
-    let kc = layout.kubeconfig().display().to_string();
-    let state = layout.state().display().to_string();
-    let dest = fifo.display().to_string();
-    let mut d = Daemon::start(&[
-        "--kubeconfig",
-        &kc,
-        "--persistence-path",
-        &state,
-        "--destination",
-        &dest,
-    ]);
+    let mut d = start_at_info(&layout, &fifo);
     opened_rx.recv_timeout(T).unwrap();
-    for i in 0..400 {
-        api.create("x", &format!("big-{i}"), &event("Pulled", 1));
-    }
+    create_pulled(&api, "x", "big", 400);
     std::thread::sleep(Duration::from_millis(500));
     d.signal(libc::SIGTERM);
     std::thread::sleep(Duration::from_millis(700));
