@@ -640,8 +640,7 @@ fn start_elector(api: &FakeApiServer, layout: &Layout, identity: &str) -> (Daemo
 
 /// Waits until `/readyz` answers 200; its body.
 fn ready_body(addr: SocketAddr, d: &Daemon) -> String {
-    wait_for_answer(addr, "/readyz", &d, |a| a.status == 200);
-    get(addr, "/readyz", None).body
+    wait_for_answer(addr, "/readyz", d, |a| a.status == 200).body
 }
 
 const LEADER: &str = "kube_event_pipe_leader";
