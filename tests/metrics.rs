@@ -415,6 +415,15 @@ fn openmetrics_check(promtool: &Path, scrape: &str, layout: &Layout) {
     );
 }
 
+/// Runs `cmd` to its end: it must exit 2; returns what it said.
+#[track_caller]
+fn refused(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    err
+}
+
 #[test]
 fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source() {
     let layout = Layout::new();
@@ -422,12 +431,7 @@ fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source(
     let addr = taken.local_addr().unwrap().to_string();
     let args = layout.args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = command(&args)
-        .env("KUBE_EVENT_PIPE_METRICS_ADDRESS", &addr)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(command(&args).env("KUBE_EVENT_PIPE_METRICS_ADDRESS", &addr));
     assert!(
         err.contains(&format!(
             "metrics_address = \"{addr}\" (environment variable KUBE_EVENT_PIPE_METRICS_ADDRESS) cannot be listened on"
@@ -438,9 +442,7 @@ fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source(
 
     let mut with_flag = args.clone();
     with_flag.extend(["--metrics-address", "localhost:9784"]);
-    let out = command(&with_flag).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&mut command(&with_flag));
     assert!(
         err.contains(
             "metrics_address = \"localhost:9784\" (command-line flag --metrics-address) is invalid; allowed: an IP address and port"
@@ -453,9 +455,7 @@ fn a_taken_or_unparseable_metrics_address_exits_2_naming_the_key_and_its_source(
     let config_s = config.display().to_string();
     let mut with_file = args.clone();
     with_file.extend(["--config", &config_s, "--check-config"]);
-    let out = command(&with_file).output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let err = refused(&mut command(&with_file));
     assert!(
         err.contains(&format!(
             "metrics_address = \"127.0.0.1\" (config file {config_s}, key metrics_address) is invalid"
@@ -514,29 +514,28 @@ fn the_readme_alert_rules_pass_promtool_check_rules() {
         );
     }
     let layout = Layout::new();
-    let file = layout.path("rules.yml");
-    std::fs::write(&file, rules).unwrap();
+    let said = promtool_on(&promtool, &layout, "check", "rules.yml", rules);
+    assert!(said.contains("SUCCESS: 3 rules found"), "{said}");
+
+    // Each rule fires when it should and not before (series sampled every minute).
+    promtool_on(&promtool, &layout, "test", "rules_test.yml", RULE_TESTS);
+}
+
+/// Writes `text` as `name` in the layout and runs `promtool <verb> rules` on it, which must
+/// succeed; returns what promtool said.
+#[track_caller]
+fn promtool_on(promtool: &Path, layout: &Layout, verb: &str, name: &str, text: &str) -> String {
+    let file = layout.path(name);
+    std::fs::write(&file, text).unwrap();
     let out = Command::new(promtool)
-        .args(["check", "rules"])
+        .args([verb, "rules"])
         .arg(&file)
         .output()
         .unwrap();
     let said =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}\n{rules}");
-    assert!(said.contains("SUCCESS: 3 rules found"), "{said}");
-
-    // Each rule fires when it should and not before (series sampled every minute).
-    let tests = layout.path("rules_test.yml");
-    std::fs::write(&tests, RULE_TESTS).unwrap();
-    let out = Command::new(tool("promtool", "prometheus"))
-        .args(["test", "rules"])
-        .arg(&tests)
-        .output()
-        .unwrap();
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{said}\n{rules}");
+    assert!(out.status.success(), "{said}\n{text}");
+    said
 }
 
 /// `promtool test rules` input for README's rules (in `rules.yml` beside it).

@@ -127,29 +127,26 @@ fn only_matching_events_are_written(streaming: bool) {
     }
 }
 
-/// Three events (`<prefix>-0` to `-2`) for each (namespace, name prefix, type), in turn; then
-/// the daemon, started with the selection in `extra`, has written the three it selects and
+/// A fake holding three events (`<prefix>-0` to `-2`) for each (namespace, name prefix, type),
+/// created in turn; then the daemon, started with the selection in `extra`, has written the three it selects and
 /// watches.
 fn synced_on_three_each(
-    api: &FakeApiServer,
-    layout: &Layout,
     kinds: &[(&str, &str, &str)],
     extra: &[&str],
-) -> Daemon {
+) -> (FakeApiServer, Layout, Daemon) {
+    let (api, layout) = setup();
     for i in 0..3 {
         for (ns, prefix, typ) in kinds {
             api.create(ns, &format!("{prefix}-{i}"), &event(typ, "a"));
         }
     }
-    start_watching(api, layout, extra, 3)
+    let d = start_watching(&api, &layout, extra, 3);
+    (api, layout, d)
 }
 
 #[test]
 fn a_namespaced_run_never_requests_a_cluster_wide_path_even_when_it_lists_again() {
-    let (api, layout) = setup();
-    let d = synced_on_three_each(
-        &api,
-        &layout,
+    let (api, layout, d) = synced_on_three_each(
         &[("mine", "before", "Normal"), ("theirs", "before", "Normal")],
         &["--namespace", "mine"],
     );
@@ -235,10 +232,7 @@ fn a_selector_the_server_rejects_exits_2_before_ready_naming_key_origin_and_mess
 
 #[test]
 fn a_changed_selection_lists_again_once_and_writes_only_what_is_new() {
-    let (api, layout) = setup();
-    let d = synced_on_three_each(
-        &api,
-        &layout,
+    let (api, layout, d) = synced_on_three_each(
         &[("a", "warning", "Warning"), ("a", "normal", "Normal")],
         &["--field-selector", "type=Warning"],
     );
