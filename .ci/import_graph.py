@@ -52,7 +52,7 @@ for mod, p in files.items():
     deps = set()
     for path in expand(text) + super_paths(mod, text):
         r = resolve(path)
-        if r and r != mod and not mod.startswith(r + '::') and r not in ('lib',):
+        if r and r != mod and r not in ('lib',):
             deps.add(r)
     graph[mod] = deps
 # Tarjan SCC
