@@ -10,9 +10,9 @@ mod support;
 use std::time::Duration;
 
 use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
-use support::fake_apiserver::{Auth, FakeApiServer, Options};
+use support::fake_apiserver::{FakeApiServer, Options};
 use support::notify::Listener;
-use support::scenario::{assert_each_once, metric, metrics_addr, server_lines, start};
+use support::scenario::{assert_each_once, metric, metrics_addr, serve, server_lines, start};
 
 const T: Duration = Duration::from_secs(60);
 const SCALE: &[&str] = &["--filter-capacity", "200"];
@@ -26,12 +26,10 @@ fn event(i: usize) -> String {
 }
 
 fn server_with(n: usize) -> (FakeApiServer, Layout) {
-    let api = FakeApiServer::start(Options::default());
+    let (api, layout) = serve(Options::default());
     for i in 0..n {
         api.create("demo", &format!("ev-{i:05}"), &event(i));
     }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     (api, layout)
 }
 
@@ -82,7 +80,10 @@ fn relist(api: &FakeApiServer, layout: &Layout, d: Daemon, extra: &[&str]) -> Da
 fn a_server_holding_ten_times_the_window_is_synced_and_relisted_without_a_line_twice() {
     let n = 6000;
     let (api, layout) = server_with(n);
-    let three = ["--batch-count", "3"];
+    // A set bound of 1e-9 instead of the default 1e-6: at 1e-6 the ~6,000 checks against
+    // full filters take one new event for a repeat in about one run of 200 (it happened once while this suite ran),
+    // a loss the bound allows but this test, which counts every line, would call a failure.
+    let three = ["--batch-count", "3", "--filter-error-rate", "1e-9"];
     let d = start(&layout, None, &args(&three));
     wait_for_lines(&layout.out(), n, T, &d);
     assert!(d.wait_for_log("watching from here", T), "{}", d.stderr());
@@ -92,8 +93,8 @@ fn a_server_holding_ten_times_the_window_is_synced_and_relisted_without_a_line_t
         "kube_event_pipe_server_listed_events"
     ) == Some(n as f64)));
     let losses = fp_losses(&d);
-    // At 1e-6 per event, 6,000 events lose 0.006 on average: none, in practice.
-    assert!(losses < 0.01, "estimated losses {losses}");
+    // At 1e-9 per event, 6,000 events lose 6e-6 on average.
+    assert!(losses < 1e-4, "estimated losses {losses}");
     assert_each_once(&layout.out(), &server_lines(&api), &d.stderr());
     let identities = metric(addr, "kube_event_pipe_dedup_identities").unwrap();
     assert!(identities >= n as f64 * 0.99, "{identities}");
