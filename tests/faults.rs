@@ -22,7 +22,7 @@ use support::fake_apiserver::{
     Auth, Failure, FakeApiServer, Options, Target, realistic_event, realistic_key,
 };
 use support::scenario::{
-    args_with, bookmarking, realistic_lines, serve, settle_and_stop, start_with, tls_server,
+    args_with, bookmarking, realistic_lines, serve, settle_and_stop, start, tls_server,
     wait_for_watch,
 };
 
@@ -203,7 +203,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
     let (produced, last_log) = std::thread::scope(|s| {
         let producer = s.spawn(|| produce(&api, 1200, Duration::from_millis(8), &stop));
         for k in 0..kills {
-            let d = start_with(&layout, &[]);
+            let d = start(&layout, None, &[]);
             // Mostly within the first seconds (start-up, list, first watch); every fifth run
             // lives past the first save of the resourceVersion (5 s), so resumed watches are
             // killed too.
@@ -219,7 +219,7 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_at_most_one_line_per_kill
         }
         stop.store(true, Ordering::SeqCst);
         let produced = producer.join().unwrap();
-        let d = start_with(&layout, &[]);
+        let d = start(&layout, None, &[]);
         wait_for_all(&api, &layout.out(), Duration::from_secs(90), &d);
         let (status, log) = d.stop();
         assert!(status.success(), "{}", tail(&log, 40));
@@ -266,7 +266,7 @@ fn doubled(out: &[String]) -> usize {
 fn api_server_restarts_drops_stalls_errors_and_expiry_lose_and_double_nothing() {
     let (api, layout) = serve(bookmarking(Duration::from_millis(500)));
     api.create_realistic(0..700);
-    let d = start_with(&layout, &["--watch-idle-timeout-sec", "2"]);
+    let d = start(&layout, None, &["--watch-idle-timeout-sec", "2"]);
     let stop = AtomicBool::new(false);
     let mut faults: Vec<&str> = Vec::new();
     std::thread::scope(|s| {
@@ -477,7 +477,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     let dest = mnt.join("events.log");
     let dest_s = dest.display().to_string();
     let filler = mnt.join("filler");
-    let d = start_with(&layout, &["--destination", &dest_s]);
+    let d = start(&layout, None, &["--destination", &dest_s]);
     wait_for_watch(&api, &d);
     api.create_realistic(0..20);
     wait_for_exactly(&dest, 20, &d);
@@ -520,7 +520,7 @@ fn a_full_disk_holds_events_unmarked_until_space_returns_then_writes_each_once()
     if !fragment {
         leave_a_fragment(&api, &dest, &filler);
     }
-    let d = start_with(&layout, &["--destination", &dest_s]);
+    let d = start(&layout, None, &["--destination", &dest_s]);
     d.expect_log("cannot write events");
     assert!(
         d.stderr().contains("removed an incomplete last line"),
@@ -595,7 +595,7 @@ fn unusable_state_directory_or_destination_at_start_up_exits_2_with_a_clear_mess
     let (api, layout) = serve(Options::default());
     let missing_dir = layout.path("no-such-dir/events.log");
     let missing = missing_dir.display().to_string();
-    let mut d = start_with(&layout, &["--destination", &missing]);
+    let mut d = start(&layout, None, &["--destination", &missing]);
     assert_eq!(d.wait(T).code(), Some(2), "{}", d.stderr());
     let log = d.stderr();
     assert!(
@@ -678,7 +678,11 @@ fn a_destination_directory_removed_while_running_is_reported_and_used_again_once
     let logs = layout.path("logs");
     std::fs::create_dir(&logs).unwrap();
     let dest = logs.join("events.log");
-    let d = start_with(&layout, &["--destination", &dest.display().to_string()]);
+    let d = start(
+        &layout,
+        None,
+        &["--destination", &dest.display().to_string()],
+    );
     wait_for_watch(&api, &d);
     api.create_realistic(0..5);
     wait_for_exactly(&dest, 5, &d);
@@ -712,7 +716,7 @@ fn a_destination_directory_removed_while_running_is_reported_and_used_again_once
 fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each() {
     let (api, layout) = serve(Options::default());
     api.create_realistic(0..3);
-    let d = start_with(&layout, &["--batch-count", "8"]);
+    let d = start(&layout, None, &["--batch-count", "8"]);
     wait_for_exactly(&layout.out(), 3, &d);
     d.stop_ok();
 
@@ -765,7 +769,7 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
 
     api.create_realistic(3..5);
     api.clear_requests();
-    let d = start_with(&layout, &["--batch-count", "8"]);
+    let d = start(&layout, None, &["--batch-count", "8"]);
     wait_for_whole_lines(&layout.out(), 5, &d, "a start on damaged state");
     d.expect_log("watching from here");
     let log = settle_and_stop(d);
@@ -797,7 +801,7 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
     assert_eq!((t.lost, t.duplicated, t.foreign), (0, 0, 0), "{log}");
 
     // Set aside once: the next start says nothing about them.
-    let d = start_with(&layout, &["--batch-count", "8"]);
+    let d = start(&layout, None, &["--batch-count", "8"]);
     wait_for_watch(&api, &d);
     let (_, log) = d.stop();
     assert_eq!(count(&log, "quarantined bad filter file"), 0, "{log}");
@@ -815,7 +819,7 @@ fn corrupt_filter_files_and_resource_version_are_set_aside_with_one_warning_each
 #[test]
 fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_panic() {
     let (api, layout) = serve(Options::default());
-    let d = start_with(&layout, &[]);
+    let d = start(&layout, None, &[]);
     wait_for_watch(&api, &d);
     let mut written: Vec<(&str, String)> = Vec::new();
     let mut after = 0;
@@ -947,7 +951,7 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     // The same odd events through a streaming list (a fresh state directory lists everything).
     let fresh = Layout::new();
     api.write_kubeconfig(fresh.kubeconfig(), Auth::None);
-    let d = start_with(&fresh, &[]);
+    let d = start(&fresh, None, &[]);
     wait_for_whole_lines(&fresh.out(), n, &d, "a streaming list");
     d.stop_ok();
     let listed: HashSet<String> = assert_whole_json(&fresh.out()).into_iter().collect();
@@ -963,7 +967,7 @@ fn hostile_and_odd_events_are_written_faithfully_or_logged_and_skipped_never_a_p
     for (_, name, fields) in &faithful {
         paged.create("odd", name, fields);
     }
-    let d = start_with(&fresh, &[]);
+    let d = start(&fresh, None, &[]);
     wait_for_whole_lines(&fresh.out(), faithful.len(), &d, "list pages");
     let log = d.stop_ok();
     assert!(log.contains("does not offer streaming lists"), "{log}");

@@ -12,8 +12,8 @@ use std::time::Duration;
 use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
 use support::scenario::{
-    fifo_with_reader, serve, server_lines, settle_and_stop, start, start_with, tls_server,
-    wait_for_relist, wait_for_watch,
+    fifo_with_reader, serve, server_lines, settle_and_stop, start, tls_server, wait_for_relist,
+    wait_for_watch,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -95,7 +95,11 @@ fn no_duplicates(lines: &[String]) {
 /// The daemon writing to `dest`, at the default log level (INFO) rather than the layout's debug.
 fn start_at_info(layout: &Layout, dest: &Path) -> Daemon {
     let dest = dest.display().to_string();
-    start_with(layout, &["--destination", &dest, "--log-level", "info"])
+    start(
+        layout,
+        None,
+        &["--destination", &dest, "--log-level", "info"],
+    )
 }
 
 #[test]

@@ -6,31 +6,12 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::daemon::{Daemon, Layout, command, lines, wait_for_lines, wait_until};
-use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target, realistic_key};
+use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
+use support::fake_apiserver::{Auth, Failure, FakeApiServer, Options, Target};
 use support::notify::Listener;
+use support::scenario::{daemon_command, fifo_with_reader, realistic_lines};
 
 const T: Duration = Duration::from_secs(20);
-
-/// The layout's usual arguments, a flag also in `extra` taking the value given there.
-fn start(layout: &Layout, listener: &Listener, env: &[(&str, &str)], extra: &[&str]) -> Daemon {
-    let mut args: Vec<String> = layout
-        .args()
-        .chunks(2)
-        .filter(|pair| !extra.contains(&pair[0].as_str()))
-        .flatten()
-        .cloned()
-        .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut cmd = command(&args);
-    cmd.env("NOTIFY_SOCKET", &listener.path)
-        .stdout(std::process::Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Daemon::spawn(&mut cmd)
-}
 
 /// A daemon on `layout` against `api`, notifying a fresh listener.
 fn start_notifying(
@@ -41,7 +22,8 @@ fn start_notifying(
 ) -> (Listener, Daemon) {
     api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     let listener = Listener::new(layout);
-    let d = start(layout, &listener, env, extra);
+    let mut cmd = daemon_command(layout, Some(&listener), extra);
+    let d = Daemon::spawn(cmd.envs(env.iter().copied()));
     (listener, d)
 }
 
@@ -288,12 +270,7 @@ fn the_watchdog_stays_fed_while_a_failing_write_is_retried_and_status_says_so() 
         listener.lines_with("STATUS=")
     );
     d.stop_ok();
-    let expected: Vec<String> = (5..12)
-        .map(|i| {
-            let (ns, name) = realistic_key(i);
-            api.object_line(&ns, &name)
-        })
-        .collect();
+    let expected = realistic_lines(&api, 5..12);
     let mut sorted = out.clone();
     sorted.sort();
     let mut want = expected.clone();
@@ -312,16 +289,11 @@ fn a_write_that_hangs_stops_the_watchdog_until_it_goes_through() {
     let api = FakeApiServer::start(Options::default());
     let layout = Layout::new();
     let fifo = layout.path("events.fifo");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: mkfifo with a valid path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     // A reader that opens the pipe and reads nothing until told: once the pipe buffer is full,
     // the daemon's write(2) blocks, as with a log shipper that hangs.
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    let reader_path = fifo.clone();
-    let reader = std::thread::spawn(move || {
+    let reader = fifo_with_reader(&fifo, move |f| {
         use std::io::BufRead;
-        let f = std::fs::File::open(reader_path).unwrap();
         go_rx.recv().unwrap();
         std::io::BufReader::new(f)
             .lines()

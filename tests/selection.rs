@@ -12,7 +12,7 @@ use support::daemon::{Daemon, Layout, lines, wait_for_lines, wait_until};
 use support::fake_apiserver::{Auth, FakeApiServer, Options, RecordedRequest};
 use support::notify::Listener;
 use support::scenario::{
-    daemon_command, expire_version, settle_and_stop, start, start_watching, wait_for_relist,
+    daemon_command, expire_version, serve, settle_and_stop, start, start_watching, wait_for_relist,
 };
 
 const T: Duration = Duration::from_secs(20);
@@ -21,13 +21,6 @@ fn event(typ: &str, team: &str) -> String {
     format!(
         r#"{{"metadata":{{"labels":{{"team":"{team}"}}}},"involvedObject":{{"kind":"Pod","name":"web-0"}},"reason":"Tested","message":"m","count":1,"type":"{typ}"}}"#
     )
-}
-
-fn setup() -> (FakeApiServer, Layout) {
-    let api = FakeApiServer::start(Options::default());
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    (api, layout)
 }
 
 /// `namespace/name` of each written line.
@@ -134,7 +127,7 @@ fn synced_on_three_each(
     kinds: &[(&str, &str, &str)],
     extra: &[&str],
 ) -> (FakeApiServer, Layout, Daemon) {
-    let (api, layout) = setup();
+    let (api, layout) = serve(Options::default());
     for i in 0..3 {
         for (ns, prefix, typ) in kinds {
             api.create(ns, &format!("{prefix}-{i}"), &event(typ, "a"));
@@ -178,7 +171,7 @@ type Rejected = (
 
 #[test]
 fn a_selector_the_server_rejects_exits_2_before_ready_naming_key_origin_and_message() {
-    let (api, layout) = setup();
+    let (api, layout) = serve(Options::default());
     api.create("a", "one", &event("Warning", "a"));
     let cases: [Rejected; 3] = [
         (

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::daemon::{Layout, lines, wait_for_lines};
-use support::fake_apiserver::{Auth, EmptyWatches, FakeApiServer, Options};
+use support::fake_apiserver::{EmptyWatches, FakeApiServer, Options};
 use support::notify::Listener;
 use support::scenario::{
-    assert_each_once, http_get, metric, metrics_addr, saved_version, server_lines, start,
+    assert_each_once, http_get, metric, metrics_addr, saved_version, serve, server_lines, start,
     start_watching, wait_for_answer,
 };
 
@@ -31,13 +31,6 @@ fn create(api: &FakeApiServer, prefix: &str, range: std::ops::Range<usize>) {
     for i in range {
         api.create("default", &format!("{prefix}-{i:05}"), &event(i));
     }
-}
-
-fn server(opts: Options) -> (FakeApiServer, Layout) {
-    let api = FakeApiServer::start(opts);
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
-    (api, layout)
 }
 
 /// Syncs `n` events with a first daemon and stops it: the state directory holds their filters
@@ -97,7 +90,7 @@ fn requests(api: &FakeApiServer) -> BTreeMap<&'static str, usize> {
 
 #[test]
 fn a_good_saved_version_costs_one_check_at_restart_and_no_list() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     first_run(&api, &layout, 50);
     api.clear_requests();
     let d = start_watching(&api, &layout, &[], 50);
@@ -114,7 +107,7 @@ fn a_good_saved_version_costs_one_check_at_restart_and_no_list() {
 
 #[test]
 fn an_expired_version_behind_a_front_end_that_answers_empty_is_listed_again_at_restart() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     let expected = first_run(&api, &layout, 500);
     let saved = saved_version(&layout).unwrap();
     // While the daemon is down, 300 events come and etcd compacts its history.
@@ -137,7 +130,7 @@ fn an_expired_version_behind_a_front_end_that_answers_empty_is_listed_again_at_r
 
 #[test]
 fn an_expired_version_answered_with_empty_watches_while_running_is_listed_again() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     create(&api, "before", 0..200);
     let d = start_watching(&api, &layout, &[], 200);
     let at = api.current_rv();
@@ -185,7 +178,7 @@ fn one_check_then(
 
 #[test]
 fn a_version_ahead_of_a_restored_server_is_listed_again_at_restart() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     let expected = first_run(&api, &layout, 300);
     let saved: u64 = saved_version(&layout).unwrap().parse().unwrap();
     // etcd is restored from a backup taken before any of these events: its versions start
@@ -215,7 +208,7 @@ fn a_version_ahead_of_a_restored_server_is_listed_again_at_restart() {
 /// (every connection breaks); without, the watch only ends and the next is held silent (the
 /// server's answer to a version ahead of it). Returns the recovery time and requests.
 fn restored_while_watching(restart: bool, extra: &[&str]) -> String {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     create(&api, "before", 0..100);
     let mut expected = server_lines(&api);
     let d = start_watching(&api, &layout, extra, 100);
@@ -255,7 +248,7 @@ fn an_api_server_restarted_on_a_restored_etcd_is_found_out_at_once() {
 
 #[test]
 fn a_front_end_that_answers_every_watch_empty_is_not_hammered_and_recovery_loses_nothing() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     create(&api, "before", 0..100);
     let listener = Listener::new(&layout);
     let d = start(
@@ -378,7 +371,7 @@ fn snapshot(dir: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
 
 #[test]
 fn a_second_daemon_on_the_same_state_directory_exits_2_and_changes_nothing() {
-    let (api, layout) = server(Options::default());
+    let (api, layout) = serve(Options::default());
     create(&api, "before", 0..100);
     let first = start(&layout, None, &[]);
     wait_for_lines(&layout.out(), 100, T, &first);

@@ -11,7 +11,7 @@ use support::daemon::{Daemon, Layout, lines, wait_for_lines};
 use support::fake_apiserver::{Auth, FakeApiServer, Options};
 use support::notify::Listener;
 use support::scenario::{
-    assert_each_once, expire_version, saved_version, server_lines, settle_and_stop, start,
+    assert_each_once, expire_version, saved_version, serve, server_lines, settle_and_stop, start,
     wait_for_relist,
 };
 
@@ -24,7 +24,7 @@ fn event(i: usize) -> String {
 }
 
 fn server_with(opts: Options, n: usize) -> (FakeApiServer, Layout) {
-    let api = FakeApiServer::start(opts);
+    let (api, layout) = serve(opts);
     // Names that sort differently from creation order, so key order and version order differ.
     for i in 0..n {
         api.create(
@@ -33,8 +33,6 @@ fn server_with(opts: Options, n: usize) -> (FakeApiServer, Layout) {
             &event(i),
         );
     }
-    let layout = Layout::new();
-    api.write_kubeconfig(layout.kubeconfig(), Auth::None);
     (api, layout)
 }
 

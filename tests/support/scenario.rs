@@ -15,8 +15,8 @@ use super::notify::Listener;
 
 const T: Duration = Duration::from_secs(30);
 
-/// The daemon with the layout's usual arguments plus `extra`; with `listener`, systemd's
-/// NOTIFY_SOCKET too.
+/// The daemon with the layout's usual arguments, any flag also in `extra` taking its value
+/// there; with `listener`, systemd's NOTIFY_SOCKET too.
 pub fn start(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Daemon {
     Daemon::spawn(&mut daemon_command(layout, listener, extra))
 }
@@ -26,14 +26,14 @@ pub fn start(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Da
 pub fn start_watching(api: &FakeApiServer, layout: &Layout, extra: &[&str], n: usize) -> Daemon {
     let d = start(layout, None, extra);
     wait_for_lines(&layout.out(), n, T, &d);
-    assert!(api.wait_for_watches(1, T), "{}", d.stderr());
+    wait_for_watch(api, &d);
     d
 }
 
-/// The command `start` runs, for a scenario that adds to its environment.
+/// The command `start` runs, for a scenario that adds to its environment: the layout's usual
+/// arguments, any flag also in `extra` taking its value there.
 pub fn daemon_command(layout: &Layout, listener: Option<&Listener>, extra: &[&str]) -> Command {
-    let mut args = layout.args();
-    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = args_with(layout, extra);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut cmd = command(&args);
     if let Some(l) = listener {
@@ -215,13 +215,6 @@ pub fn args_with(layout: &Layout, extra: &[&str]) -> Vec<String> {
     }
     args.extend(extra.iter().map(|s| s.to_string()));
     args
-}
-
-/// The daemon with the layout's usual arguments, any flag also in `extra` taking its value there.
-pub fn start_with(layout: &Layout, extra: &[&str]) -> Daemon {
-    let args = args_with(layout, extra);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Daemon::spawn(command(&args).stdout(Stdio::null()))
 }
 
 /// Waits until the daemon has its watch open on `api`.
